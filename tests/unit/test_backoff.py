@@ -1,0 +1,117 @@
+"""The backoff function: properties that hold for every input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wampd.backoff import Backoff, Jitter
+
+delays = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
+growths = st.floats(min_value=1.0, max_value=100.0, allow_nan=False)
+retries = st.integers(min_value=1, max_value=10_000)
+units = st.floats(min_value=0.0, max_value=0.999999, allow_nan=False)
+
+
+@st.composite
+def backoffs(draw: st.DrawFn) -> Backoff:
+    initial = draw(delays)
+    maximum = draw(st.floats(min_value=initial, max_value=max(initial, 1e6) * 2))
+    return Backoff(initial, maximum, draw(growths), draw(st.sampled_from(Jitter)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs(), retries, units, st.none() | delays)
+def test_delay_never_exceeds_max_delay_nor_goes_negative(
+    backoff: Backoff, retry: int, u: float, previous: float | None
+) -> None:
+    """Whatever the jitter, a delay is within [0, max_delay]."""
+    delay = backoff.delay(retry, lambda: u, previous)
+    assert 0.0 <= delay <= backoff.max_delay
+    assert math.isfinite(delay)
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs(), retries)
+def test_ceiling_is_the_documented_formula(backoff: Backoff, retry: int) -> None:
+    """ceiling(n) = min(max_delay, initial_delay * growth ** (n - 1)), without overflow."""
+    try:
+        expected = min(backoff.max_delay, backoff.initial_delay * backoff.growth ** (retry - 1))
+    except OverflowError:  # growth ** (retry - 1) alone is too large for a float
+        log = math.log(backoff.initial_delay) if backoff.initial_delay else -math.inf
+        log += (retry - 1) * math.log(backoff.growth)
+        expected = min(backoff.max_delay, math.exp(log)) if log < 709 else backoff.max_delay
+    assert backoff.ceiling(retry) == pytest.approx(expected, rel=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(backoffs(), retries)
+def test_ceiling_never_shrinks(backoff: Backoff, retry: int) -> None:
+    """Later retries never have a lower ceiling than earlier ones."""
+    assert backoff.ceiling(retry + 1) >= backoff.ceiling(retry)
+
+
+@settings(max_examples=200, deadline=None)
+@given(backoffs(), retries, units)
+def test_each_jitter_lands_where_documented(backoff: Backoff, retry: int, u: float) -> None:
+    """full in [0, d], equal in [d/2, d], none = d, decorrelated in [initial, 3 * previous]."""
+    d = backoff.ceiling(retry)
+    delay = backoff.delay(retry, lambda: u, previous=2.0)
+    if backoff.jitter is Jitter.FULL:
+        assert delay == pytest.approx(d * u)
+    elif backoff.jitter is Jitter.EQUAL:
+        assert d / 2 - 1e-9 <= delay <= d + 1e-9
+    elif backoff.jitter is Jitter.NONE:
+        assert delay == d
+    else:
+        assert backoff.initial_delay - 1e-9 <= delay
+        assert delay <= min(backoff.max_delay, max(backoff.initial_delay, 6.0)) + 1e-9
+
+
+def test_documented_defaults() -> None:
+    """The defaults are the ones the README and the config reference document."""
+    backoff = Backoff()
+    assert (backoff.initial_delay, backoff.max_delay, backoff.growth, backoff.jitter) == (
+        1.0,
+        60.0,
+        2.0,
+        Jitter.FULL,
+    )
+    assert [backoff.ceiling(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+def test_no_jitter_is_deterministic() -> None:
+    """jitter = none ignores the random source entirely."""
+    backoff = Backoff(0.5, 10, 3, Jitter.NONE)
+    assert [backoff.delay(n, lambda: 0.99) for n in (1, 2, 3, 4)] == [0.5, 1.5, 4.5, 10]
+
+
+def test_a_bad_random_source_cannot_break_the_cap() -> None:
+    """A rand() outside [0, 1) is clamped; NaN counts as 0."""
+    backoff = Backoff(1, 4, 2, Jitter.FULL)
+    assert backoff.delay(3, lambda: 7.0) == 4.0
+    assert backoff.delay(3, lambda: float("nan")) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"initial_delay": -1}, "initial_delay"),
+        ({"initial_delay": 5, "max_delay": 1}, "max_delay"),
+        ({"growth": 0.5}, "growth"),
+        ({"max_delay": math.inf}, "max_delay"),
+    ],
+)
+def test_bad_parameters_are_refused(kwargs: dict[str, float], message: str) -> None:
+    """Nonsense parameters raise a ValueError that names the parameter."""
+    with pytest.raises(ValueError, match=message):
+        Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_retries_count_from_one() -> None:
+    """Retry 0 does not exist."""
+    with pytest.raises(ValueError, match="from 1"):
+        Backoff().delay(0, lambda: 0.5)

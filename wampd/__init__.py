@@ -1,0 +1,1 @@
+"""wampd: a resilient reconnecting WAMP client daemon."""

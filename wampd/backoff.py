@@ -1,0 +1,111 @@
+"""How long to wait before the n-th retry of an outage: a pure function of its inputs.
+
+The un-jittered delay of retry ``n`` (1-based) is::
+
+    ceiling(n) = min(max_delay, initial_delay * growth ** (n - 1))
+
+Jitter is then applied *under* that ceiling, so no delay ever exceeds ``max_delay``
+(unlike Twisted's ``backoffPolicy``, which adds its jitter after the cap):
+
+``full``
+    ``uniform(0, ceiling(n))`` -- AWS's "full jitter"; spreads a herd of clients widest.
+``equal``
+    ``ceiling(n) / 2 + uniform(0, ceiling(n) / 2)`` -- never less than half the ceiling.
+``decorrelated``
+    ``min(max_delay, uniform(initial_delay, 3 * previous))`` where ``previous`` is the delay
+    chosen for the retry before (``initial_delay`` for the first) -- AWS's "decorrelated
+    jitter"; it does not use ``growth``.
+``none``
+    ``ceiling(n)``.
+
+Randomness comes in through ``rand``, a 0-argument callable returning a float in
+``[0, 1)`` (``random.random`` in production, a constant in tests), so the function stays
+deterministic for a given ``rand``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["Backoff", "Jitter"]
+
+
+class Jitter(StrEnum):
+    """Where in ``[0, ceiling]`` a retry delay may land; see the module docstring."""
+
+    FULL = "full"
+    EQUAL = "equal"
+    DECORRELATED = "decorrelated"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with a cap and a choice of jitter.
+
+    :param initial_delay: seconds before the first retry (its ceiling).
+    :param max_delay: no delay is ever longer than this.
+    :param growth: factor by which the ceiling grows from one retry to the next (>= 1).
+    :param jitter: how the delay is spread under the ceiling.
+    """
+
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    growth: float = 2.0
+    jitter: Jitter = Jitter.FULL
+
+    def __post_init__(self) -> None:
+        if not (self.initial_delay >= 0 and math.isfinite(self.initial_delay)):
+            raise ValueError(f"initial_delay must be a finite number >= 0: {self.initial_delay}")
+        if not (self.max_delay >= self.initial_delay and math.isfinite(self.max_delay)):
+            raise ValueError(f"max_delay must be finite and >= initial_delay: {self.max_delay}")
+        if not (self.growth >= 1 and math.isfinite(self.growth)):
+            raise ValueError(f"growth must be a finite number >= 1: {self.growth}")
+
+    def ceiling(self, retry: int) -> float:
+        """The un-jittered delay of the ``retry``-th retry (1-based), capped at ``max_delay``."""
+        if retry < 1:
+            raise ValueError(f"retries are counted from 1, got {retry}")
+        if self.initial_delay == 0:
+            return 0.0
+        # Compare logarithms first: growth ** (retry - 1) alone may overflow.
+        exponent = retry - 1
+        log_ceiling = math.log(self.initial_delay) + exponent * math.log(self.growth)
+        if log_ceiling >= math.log(self.max_delay):
+            return self.max_delay
+        try:
+            return min(self.max_delay, self.initial_delay * self.growth**exponent)
+        except OverflowError:  # a tiny initial_delay times a huge power: still under the cap
+            return min(self.max_delay, math.exp(log_ceiling))
+
+    def delay(self, retry: int, rand: Callable[[], float], previous: float | None = None) -> float:
+        """Seconds to wait before the ``retry``-th retry of an outage.
+
+        :param retry: which retry of the current outage this is, from 1.
+        :param rand: a source of floats in ``[0, 1)``.
+        :param previous: the delay chosen for the retry before, used by ``decorrelated``
+            jitter only; ``None`` at the start of an outage.
+        """
+        if self.jitter is Jitter.DECORRELATED:
+            if retry < 1:
+                raise ValueError(f"retries are counted from 1, got {retry}")
+            low = self.initial_delay
+            high = max(low, 3 * (previous if previous is not None else low))
+            return min(self.max_delay, low + (high - low) * _unit(rand))
+        ceiling = self.ceiling(retry)
+        if self.jitter is Jitter.FULL:
+            return ceiling * _unit(rand)
+        if self.jitter is Jitter.EQUAL:
+            return ceiling / 2 + ceiling / 2 * _unit(rand)
+        return ceiling
+
+
+def _unit(rand: Callable[[], float]) -> float:
+    """One draw from ``rand``, clamped into ``[0, 1]`` so a bad source cannot break the cap."""
+    value = rand()
+    if not math.isfinite(value):
+        return 0.0
+    return min(1.0, max(0.0, value))

@@ -1,0 +1,1131 @@
+"""Load wampd's TOML configuration into frozen, typed dataclasses.
+
+:func:`load_config` reads a file (or the one named by ``WAMPD_CONFIG``) and hands the parsed
+document to :func:`parse_config`, the pure part, which validates *everything* before giving
+up: any bad document raises one :class:`~wampd.errors.ConfigError` whose ``problems`` hold
+one line per problem, each starting with the dotted key it is about::
+
+    reconnect.max_delay: must be a number >= 0, got "ten"
+    reconnect.max_retry: unknown key (did you mean "max_retries"?)
+    router.url[1]: scheme must be ws or wss, got "http"
+
+Non-fatal findings (an inline secret, a world-readable secret file, TLS options that no URL
+uses) end up in :attr:`Config.warnings` for the daemon to log at start.
+
+Secrets are wrapped in :class:`Secret`, whose ``repr``/``str`` is ``***``; no problem or
+warning ever quotes a secret, and :func:`redacted` (used by ``wampd check-config``) masks
+them.  Note that :func:`dataclasses.asdict` does *not* mask them: use :func:`redacted`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import difflib
+import ipaddress
+import json
+import keyword
+import math
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from wampd.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_FATAL_ERRORS",
+    "AuthConfig",
+    "ComponentSpec",
+    "Config",
+    "HTTPConfig",
+    "KeepaliveConfig",
+    "LogConfig",
+    "ProxyConfig",
+    "ReconnectConfig",
+    "RouterConfig",
+    "Secret",
+    "ShutdownConfig",
+    "TLSConfig",
+    "load_config",
+    "parse_config",
+    "redacted",
+]
+
+#: Router errors that end the daemon instead of being retried (see ``[reconnect]``).
+DEFAULT_FATAL_ERRORS: Final[tuple[str, ...]] = (
+    "wamp.error.not_authorized",
+    "wamp.error.authentication_failed",
+    "wamp.error.no_such_realm",
+    "wamp.error.no_auth_method",
+    "wamp.error.no_such_role",
+)
+
+_REDACTED: Final = "***"
+
+
+def _empty_mapping() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+# --------------------------------------------------------------------------------------
+# The configuration model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A secret string; ``repr()`` and ``str()`` show ``***`` so it cannot leak into logs."""
+
+    value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        """Return the secret itself (only to hand it to the router)."""
+        return self.value
+
+    def __repr__(self) -> str:
+        return _REDACTED
+
+    def __str__(self) -> str:
+        return _REDACTED
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS options for ``wss://`` URLs; file paths are absolute when loaded from a file."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """An HTTP ``CONNECT`` proxy to reach the router through."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How sessions authenticate: ``anonymous``, ``ticket`` or ``wampcra``."""
+
+    method: str = "anonymous"
+    authid: str | None = None
+    authrole: str | None = None
+    secret: Secret | None = None
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Where the router is (``urls`` are tried in order, round-robin) and how to join it.
+
+    ``realm`` is ``""`` when it was left out because every component names its own realm;
+    use :meth:`Config.realm_for`.
+    """
+
+    urls: tuple[str, ...]
+    realm: str
+    serializers: tuple[str, ...] = ("cbor", "msgpack", "json")
+    headers: Mapping[str, str] = field(default_factory=_empty_mapping)
+    tls: TLSConfig = TLSConfig()
+    proxy: ProxyConfig | None = None
+    auth: AuthConfig = AuthConfig()
+
+
+@dataclass(frozen=True)
+class ReconnectConfig:
+    """Backoff between attempts and when to give up."""
+
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    growth: float = 2.0
+    jitter: str = "full"
+    max_retries: int = -1
+    retry_on_start: bool = True
+    stable_after: float = 5.0
+    fatal_errors: tuple[str, ...] = DEFAULT_FATAL_ERRORS
+
+
+@dataclass(frozen=True)
+class KeepaliveConfig:
+    """WebSocket pings (``ping_interval`` 0 disables them) and the opening handshake timeout."""
+
+    ping_interval: float = 5.0
+    ping_timeout: float = 5.0
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    """The health/metrics endpoint: ``"host:port"``, ``"[ipv6]:port"``, or ``""`` (disabled)."""
+
+    listen: str = "127.0.0.1:9100"
+
+    @property
+    def host(self) -> str | None:
+        """The interface to listen on (IPv6 without brackets), or ``None`` when disabled."""
+        parsed = _split_listen(self.listen)
+        return None if parsed is None else parsed[0]
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port to listen on, or ``None`` when disabled."""
+        parsed = _split_listen(self.listen)
+        return None if parsed is None else parsed[1]
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log output: ``format`` auto/json/console, ``level`` debug/info/warn/error/critical."""
+
+    format: str = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    """How long components get to leave cleanly on SIGTERM."""
+
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One ``[[component]]``: its unique name, ``module:attribute`` entry point and extras."""
+
+    name: str
+    entry: str
+    extra: Mapping[str, Any] = field(default_factory=_empty_mapping)
+    realm: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    router: RouterConfig
+    components: tuple[ComponentSpec, ...]
+    reconnect: ReconnectConfig = ReconnectConfig()
+    keepalive: KeepaliveConfig = KeepaliveConfig()
+    http: HTTPConfig = HTTPConfig()
+    log: LogConfig = LogConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    warnings: tuple[str, ...] = ()
+    source: str | None = None
+
+    def realm_for(self, component: ComponentSpec) -> str:
+        """The realm ``component`` joins: its own, else the router's."""
+        return component.realm or self.router.realm
+
+
+# --------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate the TOML file at ``path`` (default: ``environ["WAMPD_CONFIG"]``).
+
+    Relative file paths inside it are resolved against the file's folder.
+
+    :raises ConfigError: no file given, the file cannot be read or parsed, or it is invalid.
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    if path is None:
+        path = env.get("WAMPD_CONFIG") or None
+        if path is None:
+            raise ConfigError(
+                ["config: no configuration file given (use --config or WAMPD_CONFIG)"]
+            )
+    file = Path(path)
+    data = _read_toml(file)
+    return parse_config(data, environ=env, base_dir=file.absolute().parent, source=str(file))
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str],
+    base_dir: Path | None = None,
+    source: str | None = None,
+) -> Config:
+    """Validate a parsed TOML document (as :mod:`tomllib` returns it) into a :class:`Config`.
+
+    :param environ: where ``secret_env`` variables are looked up.
+    :param base_dir: folder that relative ``*_file`` paths are resolved against
+        (default: left relative, i.e. to the working directory).
+    :param source: recorded as :attr:`Config.source`.
+    :raises ConfigError: listing every problem found.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"config: must be a table, got {_show(data)}"])
+    ctx = _Context(environ, base_dir)
+    top = _Table(ctx, "", data, _TOP_KEYS)
+    raw_components = data.get("component", _MISSING)
+    router = _parse_router(ctx, top, realm_optional=_all_have_realm(raw_components))
+    reconnect = _parse_reconnect(top.section("reconnect", _RECONNECT_KEYS))
+    keepalive = _parse_keepalive(top.section("keepalive", _KEEPALIVE_KEYS))
+    http = _parse_http(top.section("http", ("listen",)))
+    log = _parse_log(top.section("log", ("format", "level")))
+    shutdown = ShutdownConfig(
+        timeout=top.section("shutdown", ("timeout",)).number("timeout", 5.0, exclusive=True)
+    )
+    components = _parse_components(ctx, raw_components)
+    if ctx.problems or router is None:
+        raise ConfigError(ctx.problems or ["router: missing (required)"])
+    return Config(
+        router=router,
+        components=components,
+        reconnect=reconnect,
+        keepalive=keepalive,
+        http=http,
+        log=log,
+        shutdown=shutdown,
+        warnings=tuple(ctx.warnings),
+        source=source,
+    )
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The effective configuration as a JSON-serialisable dict, with secrets as ``***``.
+
+    Besides :class:`Secret` values, the values of headers and ``extra`` keys whose names
+    look sensitive (``Authorization``, ``password``, ``token``, ...) are masked too.
+    """
+    return {f.name: _to_json(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+# --------------------------------------------------------------------------------------
+# Reading the file
+# --------------------------------------------------------------------------------------
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    """The parsed document in ``file``, or a ConfigError naming the file and the reason."""
+    where = _quote(str(file))
+    try:
+        raw = file.read_bytes()
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"config: cannot read {where}: {_reason(exc)}"]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"config: {where} is not valid UTF-8 (bad byte at offset {exc.start})"]
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config: {where} is not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"config: {where} is not valid TOML: nested too deeply"]) from None
+
+
+# --------------------------------------------------------------------------------------
+# Validation machinery
+# --------------------------------------------------------------------------------------
+
+
+class _Missing:
+    """Marks a key that is absent (``None`` could be a value)."""
+
+
+_MISSING: Final = _Missing()
+
+_TOP_KEYS: Final = ("router", "reconnect", "keepalive", "http", "log", "shutdown", "component")
+_ROUTER_KEYS: Final = (
+    "url",
+    "realm",
+    "serializers",
+    "headers",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "verify",
+    "proxy",
+    "auth",
+)
+_TLS_FILE_KEYS: Final = ("ca_file", "cert_file", "key_file")
+_AUTH_KEYS: Final = ("method", "authid", "authrole", "secret_file", "secret_env", "secret")
+_SECRET_KEYS: Final = ("secret_file", "secret_env", "secret")
+_RECONNECT_KEYS: Final = (
+    "initial_delay",
+    "max_delay",
+    "growth",
+    "jitter",
+    "max_retries",
+    "retry_on_start",
+    "stable_after",
+    "fatal_errors",
+)
+_KEEPALIVE_KEYS: Final = ("ping_interval", "ping_timeout", "connect_timeout")
+_COMPONENT_KEYS: Final = ("name", "entry", "extra", "realm")
+
+_SERIALIZERS: Final = ("cbor", "msgpack", "json")
+_AUTH_METHODS: Final = {m: m for m in ("anonymous", "ticket", "wampcra")}
+_JITTERS: Final = {j: j for j in ("full", "equal", "decorrelated", "none")}
+_LOG_FORMATS: Final = {f: f for f in ("auto", "json", "console")}
+_LOG_LEVELS: Final = {
+    **{level: level for level in ("debug", "info", "warn", "error", "critical")},
+    "warning": "warn",
+}
+
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+_COMPONENT_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HTTP_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SENSITIVE: Final = re.compile(
+    r"pass(word|wd)?|secret|token|auth|api[-_]?key|private[-_]?key|cookie|credential",
+    re.IGNORECASE,
+)
+_MAX_SECRET_BYTES: Final = 64 * 1024
+_SHOW_MAX: Final = 60
+
+_KINDS: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (Mapping, "a table"),
+    ((list, tuple), "an array"),
+    (_dt.datetime, "a date-time"),
+    (_dt.date, "a date"),
+    (_dt.time, "a time"),
+)
+
+
+class _Context:
+    """Collects the problems and warnings of one parse, and knows where files are."""
+
+    def __init__(self, environ: Mapping[str, str], base_dir: Path | None) -> None:
+        self.environ = environ
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def problem(self, key: str, text: str) -> None:
+        self.problems.append(f"{key}: {text}")
+
+    def warn(self, key: str, text: str) -> None:
+        self.warnings.append(f"{key}: {text}")
+
+    def resolve(self, path: str) -> Path:
+        """``path`` made relative to the configuration file's folder, if it is relative."""
+        result = Path(path)
+        if self.base_dir is None or result.is_absolute():
+            return result
+        return self.base_dir / result
+
+
+class _Table:
+    """Typed, validating access to one table of the document; reports unknown keys."""
+
+    def __init__(
+        self, ctx: _Context, key: str, data: Mapping[str, Any], known: Sequence[str]
+    ) -> None:
+        self.ctx = ctx
+        self.key = key
+        self.data = data
+        _check_unknown(ctx, key, data, known, top=not key)
+
+    def sub(self, name: str) -> str:
+        """The dotted key of ``name`` in this table."""
+        return _join(self.key, name)
+
+    def raw(self, name: str) -> Any:
+        return self.data.get(name, _MISSING)
+
+    def problem(self, name: str, text: str) -> None:
+        self.ctx.problem(self.sub(name), text)
+
+    def require(self, name: str, why: str = "required") -> bool:
+        """Whether ``name`` is present; reports it missing otherwise."""
+        if name in self.data:
+            return True
+        self.problem(name, f"missing ({why})")
+        return False
+
+    def table(self, name: str, known: Sequence[str]) -> _Table | None:
+        """The sub-table ``name``, or None when absent or not a table (reported)."""
+        value = self.raw(name)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, Mapping):
+            self.problem(name, f"must be a table, got {_show(value)}")
+            return None
+        return _Table(self.ctx, self.sub(name), value, known)
+
+    def section(self, name: str, known: Sequence[str]) -> _Table:
+        """Like :meth:`table`, but an empty table (all defaults) when absent or invalid."""
+        return self.table(name, known) or _Table(self.ctx, self.sub(name), {}, known)
+
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.0, exclusive: bool = False
+    ) -> float:
+        """A finite int or float ``>= minimum`` (``> minimum`` if exclusive), as a float."""
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        result = _as_float(value)
+        if result is None or result < minimum or (exclusive and result == minimum):
+            op = ">" if exclusive else ">="
+            self.problem(name, f"must be a number {op} {_num(minimum)}, got {_show(value)}")
+            return default
+        return result
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        """An integer in ``minimum..maximum``."""
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and minimum <= value and (maximum is None or value <= maximum):
+            return int(value)
+        want = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        self.problem(name, f"must be an integer {want}, got {_show(value)}")
+        return default
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool):
+            return value
+        self.problem(name, f"must be true or false, got {_show(value)}")
+        return default
+
+    def string(self, name: str, *, sensitive: bool = False) -> str | None:
+        """A non-empty string, or None when absent or invalid (reported)."""
+        value = self.raw(name)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str):
+            got = _kind(value) if sensitive else _show(value)
+            self.problem(name, f"must be a string, got {got}")
+            return None
+        if not value.strip():
+            self.problem(name, "must not be empty")
+            return None
+        return value
+
+    def word(self, name: str) -> str | None:
+        """A non-empty string without whitespace (a realm, a host, a role)."""
+        value = self.raw(name)
+        if value is _MISSING:
+            return None
+        if _is_word(value):
+            return str(value)
+        self.problem(name, f"must be a non-empty string without whitespace, got {_show(value)}")
+        return None
+
+    def choice(self, name: str, default: str, choices: Mapping[str, str]) -> str | None:
+        """One of ``choices`` (case-insensitive; maps aliases), or None if invalid (reported)."""
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        if isinstance(value, str) and value.lower() in choices:
+            return choices[value.lower()]
+        allowed = ", ".join(f'"{c}"' for c in dict.fromkeys(choices.values()))
+        self.problem(name, f"must be one of {allowed}, got {_show(value)}")
+        return None
+
+
+def _check_unknown(
+    ctx: _Context, prefix: str, data: Mapping[str, Any], known: Sequence[str], *, top: bool
+) -> None:
+    """Report every key of ``data`` that is not ``known``, with a did-you-mean hint."""
+    for name in data:
+        if name in known:
+            continue
+        text = name if isinstance(name, str) else str(name)
+        hints = difflib.get_close_matches(text, known, n=1)
+        what = "unknown section" if top and _is_table_like(data[name]) else "unknown key"
+        hint = f' (did you mean "{hints[0]}"?)' if hints else ""
+        ctx.problem(_join(prefix, text), what + hint)
+
+
+# --------------------------------------------------------------------------------------
+# [router]
+# --------------------------------------------------------------------------------------
+
+
+def _parse_router(ctx: _Context, top: _Table, *, realm_optional: bool) -> RouterConfig | None:
+    if not top.require("router"):
+        return None
+    t = top.table("router", _ROUTER_KEYS)
+    if t is None:
+        return None
+    urls = _parse_urls(t)
+    return RouterConfig(
+        urls=urls,
+        realm=_parse_realm(t, optional=realm_optional),
+        serializers=_parse_serializers(t),
+        headers=_parse_headers(t),
+        tls=_parse_tls(ctx, t, secure=_any_secure(t.raw("url"))),
+        proxy=_parse_proxy(t),
+        auth=_parse_auth(ctx, t.section("auth", _AUTH_KEYS)),
+    )
+
+
+def _parse_urls(t: _Table) -> tuple[str, ...]:
+    raw = t.raw("url")
+    if not t.require("url"):
+        return ()
+    if isinstance(raw, str):
+        items = [(t.sub("url"), raw)]
+    elif isinstance(raw, list | tuple) and raw:
+        items = [(f"{t.sub('url')}[{i}]", value) for i, value in enumerate(raw)]
+    else:
+        what = "must list at least one URL" if isinstance(raw, list | tuple) else "must be"
+        t.problem("url", f"{what} a ws:// or wss:// URL or an array of them, got {_show(raw)}")
+        return ()
+    urls: list[str] = []
+    for key, value in items:
+        why = (
+            _url_problem(value)
+            if isinstance(value, str)
+            else f"must be a string, got {_show(value)}"
+        )
+        if why is None:
+            urls.append(value)
+        else:
+            t.ctx.problem(key, why)
+    return tuple(urls)
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable WebSocket URL, or None if it is."""
+    if not url or any(c.isspace() or not c.isprintable() for c in url):
+        return f"must be a URL without whitespace or control characters, got {_show(url)}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("ws", "wss"):
+        return f"scheme must be ws or wss, got {_show(parts.scheme)}"
+    if "@" in parts.netloc:
+        return "must not contain credentials (user:password@); use [router.auth] or headers"
+    problems = [
+        "missing host" if not parts.hostname else "",
+        f"port must be from 1 to 65535, got {port}" if port == 0 else "",
+        "must not have a #fragment" if parts.fragment else "",
+    ]
+    found = [p for p in problems if p]
+    return f"{'; '.join(found)} in {_show(url)}" if found else None
+
+
+def _any_secure(raw: Any) -> bool:
+    """Whether any of the (possibly invalid) URLs in ``raw`` is a ``wss://`` one."""
+    values = raw if isinstance(raw, list | tuple) else [raw]
+    return any(isinstance(v, str) and v.strip().lower().startswith("wss:") for v in values)
+
+
+def _parse_realm(t: _Table, *, optional: bool) -> str:
+    if "realm" not in t.data:
+        if not optional:
+            t.problem("realm", "missing (required)")
+        return ""
+    return t.word("realm") or ""
+
+
+def _parse_serializers(t: _Table) -> tuple[str, ...]:
+    raw = t.raw("serializers")
+    if raw is _MISSING:
+        return _SERIALIZERS
+    if not isinstance(raw, list | tuple) or not raw:
+        allowed = ", ".join(_SERIALIZERS)
+        t.problem("serializers", f"must be a non-empty array of {allowed}, got {_show(raw)}")
+        return _SERIALIZERS
+    result: list[str] = []
+    for i, value in enumerate(raw):
+        key = f"{t.sub('serializers')}[{i}]"
+        if value not in _SERIALIZERS:
+            allowed = ", ".join(f'"{s}"' for s in _SERIALIZERS)
+            t.ctx.problem(key, f"must be one of {allowed}, got {_show(value)}")
+        elif value in result:
+            t.ctx.problem(key, f"duplicate serializer {_show(value)}")
+        else:
+            result.append(value)
+    return tuple(result)
+
+
+def _parse_headers(t: _Table) -> Mapping[str, str]:
+    raw = t.raw("headers")
+    if raw is _MISSING:
+        return _empty_mapping()
+    if not isinstance(raw, Mapping):
+        t.problem("headers", f"must be a table of header names to strings, got {_show(raw)}")
+        return _empty_mapping()
+    headers: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in raw.items():
+        key = _join(t.sub("headers"), str(name))
+        if not isinstance(name, str) or not _HTTP_TOKEN.fullmatch(name):
+            t.ctx.problem(key, "not a valid HTTP header name")
+        elif name.lower() in seen:
+            t.ctx.problem(key, "duplicate header (names are case-insensitive)")
+        elif not isinstance(value, str):
+            t.ctx.problem(key, f"must be a string, got {_kind(value)}")
+        elif any(c in value for c in "\r\n\0"):
+            t.ctx.problem(key, "must not contain line breaks or NUL characters")
+        else:
+            headers[name] = value
+        if isinstance(name, str):
+            seen.add(name.lower())
+    return MappingProxyType(headers)
+
+
+def _parse_tls(ctx: _Context, t: _Table, *, secure: bool) -> TLSConfig:
+    files = {name: t.string(name) for name in _TLS_FILE_KEYS}
+    verify = t.boolean("verify", True)
+    if not secure:
+        for name in (*_TLS_FILE_KEYS, "verify"):
+            if name in t.data:
+                ctx.warn(t.sub(name), "ignored: no router.url uses wss://")
+        return TLSConfig()
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        have, lacking = (
+            ("cert_file", "key_file") if files["cert_file"] else ("key_file", "cert_file")
+        )
+        if have in t.data and lacking not in t.data:
+            t.problem(lacking, f"missing (required together with {t.sub(have)})")
+    resolved = {
+        name: None if value is None else _readable_file(ctx, t.sub(name), value)
+        for name, value in files.items()
+    }
+    if not verify:
+        ctx.warn(t.sub("verify"), "false: the router's TLS certificate is not verified")
+    return TLSConfig(
+        ca_file=resolved["ca_file"],
+        cert_file=resolved["cert_file"],
+        key_file=resolved["key_file"],
+        verify=verify,
+    )
+
+
+def _parse_proxy(t: _Table) -> ProxyConfig | None:
+    p = t.table("proxy", ("host", "port"))
+    if p is None:
+        return None
+    before = len(t.ctx.problems)
+    host = p.word("host") if p.require("host") else None
+    port = p.integer("port", 0, minimum=1, maximum=65535) if p.require("port") else 0
+    if host is None or len(t.ctx.problems) != before:
+        return None
+    return ProxyConfig(host=host, port=port)
+
+
+def _parse_auth(ctx: _Context, t: _Table) -> AuthConfig:
+    method = t.choice("method", "anonymous", _AUTH_METHODS)
+    authid = t.string("authid")
+    authrole = t.word("authrole")
+    given = [name for name in _SECRET_KEYS if name in t.data]
+    if method is None:
+        return AuthConfig(authid=authid, authrole=authrole)
+    if method == "anonymous":
+        for name in given:
+            t.problem(name, 'not allowed with method "anonymous" (set router.auth.method)')
+        return AuthConfig(authid=authid, authrole=authrole)
+    t.require("authid", f'required for method "{method}"')
+    secret = None
+    if len(given) == 1:
+        secret = _SECRET_READERS[given[0]](ctx, t)
+    elif not given:
+        ctx.problem(t.key, f'method "{method}" needs one of secret_file, secret_env or secret')
+    else:
+        ctx.problem(
+            t.key, f"give only one of secret_file, secret_env, secret (got {', '.join(given)})"
+        )
+    return AuthConfig(method=method, authid=authid, authrole=authrole, secret=secret)
+
+
+def _secret_from_file(ctx: _Context, t: _Table) -> Secret | None:
+    key = t.sub("secret_file")
+    raw = t.string("secret_file")
+    if raw is None:
+        return None
+    read = _read_regular_file(ctx, key, raw, limit=_MAX_SECRET_BYTES)
+    if read is None:
+        return None
+    path, content, mode = read
+    where = _quote(str(path))
+    if len(content) > _MAX_SECRET_BYTES:
+        ctx.problem(key, f"{where} is larger than {_MAX_SECRET_BYTES} bytes")
+        return None
+    try:
+        text = content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        ctx.problem(key, f"{where} is not UTF-8 text")
+        return None
+    if not text:
+        ctx.problem(key, f"{where} is empty")
+        return None
+    if mode & 0o077:
+        ctx.warn(
+            key,
+            f"{where} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            "restrict it with chmod 600",
+        )
+    return Secret(text)
+
+
+def _secret_from_env(ctx: _Context, t: _Table) -> Secret | None:
+    name = t.raw("secret_env")
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        # Not quoted: people do paste the secret itself here.
+        t.problem(
+            "secret_env", "must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)"
+        )
+        return None
+    value = ctx.environ.get(name)
+    if value is None:
+        t.problem("secret_env", f"environment variable {name} is not set")
+        return None
+    if not value.strip():
+        t.problem("secret_env", f"environment variable {name} is empty")
+        return None
+    return Secret(value)
+
+
+def _secret_inline(ctx: _Context, t: _Table) -> Secret | None:
+    value = t.string("secret", sensitive=True)
+    if value is None:
+        return None
+    ctx.warn(t.sub("secret"), "inline secret in the config file; prefer secret_file or secret_env")
+    return Secret(value)
+
+
+_SECRET_READERS: Final = {
+    "secret_file": _secret_from_file,
+    "secret_env": _secret_from_env,
+    "secret": _secret_inline,
+}
+
+
+def _read_regular_file(
+    ctx: _Context, key: str, raw: str, *, limit: int
+) -> tuple[Path, bytes, int] | None:
+    """Open the regular file ``raw`` and read up to ``limit + 1`` bytes; None if it can't."""
+    path = ctx.resolve(raw)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            ctx.problem(key, f"{_quote(str(path))} is not a regular file")
+            return None
+        with open(path, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            content = fh.read(limit + 1) if limit else b""
+    except (OSError, ValueError) as exc:
+        ctx.problem(key, f"cannot read {_quote(str(path))}: {_reason(exc)}")
+        return None
+    return path, content, mode
+
+
+def _readable_file(ctx: _Context, key: str, raw: str) -> str | None:
+    read = _read_regular_file(ctx, key, raw, limit=0)
+    return None if read is None else str(read[0])
+
+
+# --------------------------------------------------------------------------------------
+# The other sections
+# --------------------------------------------------------------------------------------
+
+
+def _parse_reconnect(t: _Table) -> ReconnectConfig:
+    d = ReconnectConfig()
+    before = len(t.ctx.problems)
+    initial = t.number("initial_delay", d.initial_delay)
+    maximum = t.number("max_delay", d.max_delay)
+    if len(t.ctx.problems) == before and maximum < initial:
+        t.problem(
+            "max_delay",
+            f"must be >= {t.sub('initial_delay')} (got {_num(maximum)} < {_num(initial)})",
+        )
+    return ReconnectConfig(
+        initial_delay=initial,
+        max_delay=maximum,
+        growth=t.number("growth", d.growth, minimum=1.0),
+        jitter=t.choice("jitter", d.jitter, _JITTERS) or d.jitter,
+        max_retries=t.integer("max_retries", d.max_retries, minimum=-1),
+        retry_on_start=t.boolean("retry_on_start", d.retry_on_start),
+        stable_after=t.number("stable_after", d.stable_after),
+        fatal_errors=_parse_fatal_errors(t, d.fatal_errors),
+    )
+
+
+def _parse_fatal_errors(t: _Table, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = t.raw("fatal_errors")
+    if raw is _MISSING:
+        return default
+    if not isinstance(raw, list | tuple):
+        t.problem("fatal_errors", f"must be an array of WAMP error URIs, got {_show(raw)}")
+        return default
+    for i, value in enumerate(raw):
+        if not _is_word(value):
+            t.ctx.problem(
+                f"{t.sub('fatal_errors')}[{i}]",
+                f"must be a non-empty URI without whitespace, got {_show(value)}",
+            )
+    return tuple(str(v) for v in raw)
+
+
+def _parse_keepalive(t: _Table) -> KeepaliveConfig:
+    d = KeepaliveConfig()
+    before = len(t.ctx.problems)
+    interval = t.number("ping_interval", d.ping_interval)
+    timeout = t.number("ping_timeout", d.ping_timeout)
+    if len(t.ctx.problems) == before and interval > 0 and timeout <= 0:
+        t.problem(
+            "ping_timeout",
+            f"must be > 0 when {t.sub('ping_interval')} > 0, got {_num(timeout)}",
+        )
+    return KeepaliveConfig(
+        ping_interval=interval,
+        ping_timeout=timeout,
+        connect_timeout=t.number("connect_timeout", d.connect_timeout, exclusive=True),
+    )
+
+
+def _parse_http(t: _Table) -> HTTPConfig:
+    value = t.raw("listen")
+    if value is _MISSING:
+        return HTTPConfig()
+    if not isinstance(value, str):
+        t.problem("listen", f'must be "host:port", "[ipv6]:port" or "", got {_show(value)}')
+        return HTTPConfig()
+    try:
+        _split_listen(value)
+    except ValueError as exc:
+        t.problem(
+            "listen",
+            f'{exc}; expected "host:port", "[ipv6]:port" or "" (disabled), got {_show(value)}',
+        )
+        return HTTPConfig()
+    return HTTPConfig(listen=value)
+
+
+def _split_listen(listen: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a listen address, None for ``""``; ValueError says what is wrong."""
+    if listen == "":
+        return None
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host:
+        raise ValueError("missing host")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("not an IPv6 address in brackets") from None
+    elif any(c in host for c in ":[]") or not _is_word(host):
+        raise ValueError("bad host (put IPv6 addresses in brackets)")
+    if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+        raise ValueError("port must be from 1 to 65535")
+    return host, int(port_text)
+
+
+def _parse_log(t: _Table) -> LogConfig:
+    d = LogConfig()
+    return LogConfig(
+        format=t.choice("format", d.format, _LOG_FORMATS) or d.format,
+        level=t.choice("level", d.level, _LOG_LEVELS) or d.level,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# [[component]]
+# --------------------------------------------------------------------------------------
+
+
+def _all_have_realm(raw: Any) -> bool:
+    """Whether there are components and every one names its own realm."""
+    return (
+        isinstance(raw, list | tuple)
+        and bool(raw)
+        and all(isinstance(c, Mapping) and "realm" in c for c in raw)
+    )
+
+
+def _parse_components(ctx: _Context, raw: Any) -> tuple[ComponentSpec, ...]:
+    if raw is _MISSING or (isinstance(raw, list | tuple) and not raw):
+        ctx.problem("component", "at least one [[component]] is required")
+        return ()
+    if not isinstance(raw, list | tuple):
+        ctx.problem("component", f"must be an array of tables ([[component]]), got {_show(raw)}")
+        return ()
+    specs: list[ComponentSpec] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        key = f"component[{i}]"
+        if not isinstance(item, Mapping):
+            ctx.problem(key, f"must be a table, got {_show(item)}")
+            continue
+        spec = _parse_component(_Table(ctx, key, item, _COMPONENT_KEYS))
+        if spec is None:
+            continue
+        if spec.name in seen:
+            ctx.problem(
+                f"{key}.name",
+                f"duplicate name {_show(spec.name)} (also component[{seen[spec.name]}])",
+            )
+        else:
+            seen[spec.name] = i
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _parse_component(t: _Table) -> ComponentSpec | None:
+    before = len(t.ctx.problems)
+    name = t.raw("name")
+    if t.require("name") and not (isinstance(name, str) and _COMPONENT_NAME.fullmatch(name)):
+        t.problem("name", f"must be a non-empty string of [A-Za-z0-9_.-], got {_show(name)}")
+    entry = t.raw("entry")
+    if t.require("entry") and not (isinstance(entry, str) and _is_entry(entry)):
+        t.problem(
+            "entry",
+            f'must be "package.module:attribute" (attribute may be dotted), got {_show(entry)}',
+        )
+    extra = _parse_extra(t)
+    realm = t.word("realm")
+    if len(t.ctx.problems) != before:
+        return None
+    return ComponentSpec(name=str(name), entry=str(entry), extra=extra, realm=realm)
+
+
+def _parse_extra(t: _Table) -> Mapping[str, Any]:
+    raw = t.raw("extra")
+    if raw is _MISSING:
+        return _empty_mapping()
+    if not isinstance(raw, Mapping):
+        t.problem("extra", f"must be a table, got {_show(raw)}")
+        return _empty_mapping()
+    try:
+        return MappingProxyType(_plain_copy(raw))
+    except RecursionError:
+        t.problem("extra", "nested too deeply")
+        return _empty_mapping()
+
+
+def _is_entry(entry: str) -> bool:
+    """Whether ``entry`` reads ``dotted.module:dotted.attribute``."""
+    module, sep, attribute = entry.partition(":")
+    return bool(sep) and all(
+        part.isidentifier() and not keyword.iskeyword(part)
+        for part in (*module.split("."), *attribute.split("."))
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+
+def _join(prefix: str, name: str) -> str:
+    """``prefix.name``, quoting ``name`` the TOML way unless it is a bare key."""
+    part = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+    return f"{prefix}.{part}" if prefix else part
+
+
+def _is_word(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and not any(c.isspace() for c in value)
+
+
+def _is_table_like(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return bool(value) and all(isinstance(v, Mapping) for v in value)
+    return isinstance(value, Mapping)
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a finite float if it is an int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        result = float(value)
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _kind(value: Any) -> str:
+    """What sort of value ``value`` is, without showing it (for secrets and headers)."""
+    if value is None:
+        return "null"
+    for types, name in _KINDS:
+        if isinstance(value, types):
+            return name
+    return f"a {type(value).__name__}"
+
+
+def _show(value: Any) -> str:
+    """A short, quoted rendering of a (non-secret) value for a problem line."""
+    if isinstance(value, str):
+        text = value if len(value) <= _SHOW_MAX else value[: _SHOW_MAX - 3] + "..."
+        return json.dumps(text, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 64 else "a very large integer"
+    if isinstance(value, float):
+        return repr(value)
+    return _kind(value)
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _plain_copy(value: Any) -> Any:
+    """A deep copy of tables and arrays (so the caller's document can't change the config)."""
+    if isinstance(value, Mapping):
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_copy(v) for v in value]
+    return value
+
+
+def _to_json(value: Any) -> Any:
+    """``value`` made JSON-serialisable, secrets and sensitive-looking mapping keys masked."""
+    if isinstance(value, Secret):
+        return _REDACTED
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {
+            str(k): _REDACTED if _SENSITIVE.search(str(k)) else _to_json(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_to_json(v) for v in value]
+    return _scalar_to_json(value)
+
+
+def _scalar_to_json(value: Any) -> Any:
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)

@@ -1,0 +1,555 @@
+"""One supervised WAMP session: an explicit state machine that keeps it joined.
+
+::
+
+    idle --start--> connecting --joined--> joined --stable--> joined
+                      |    ^                  |
+              failed  |    | retry due        | lost
+                      v    |                  v
+                     backoff <----------------+
+                      |
+        budget spent  +--> failed (also: fatal rejection from connecting)
+
+    stop: idle/backoff -> stopped; connecting/joined -> stopping -> stopped
+    a component that leaves on its own: joined -> stopped
+
+The machine is built with automat, the way Twisted's ``ClientService`` is. Decisions
+that depend on counters (retry or give up? how long to wait?) are taken in
+:meth:`_Core.route` *before* an input is fed, so every transition is a plain
+declaration; the states that own a timer or an attempt carry it as their data, so
+``stop`` can cancel it. Every event goes through :meth:`_Core.emit`.
+
+Counting: the n-th failure of an outage (a failed attempt, or losing a session) schedules
+retry n, so ``max_retries = N`` allows exactly N retries after the failure that began the
+outage. The count goes back to zero only when a session has stayed joined for
+``stable_after`` seconds; a session lost sooner is one more failure of the same outage.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from automat import TypeMachineBuilder
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    TimeoutError,
+    fail,
+    succeed,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from ._typing import Clock, DelayedCall
+from .backoff import Backoff
+from .errors import FatalRouterError, RetriesExhausted, WampdError
+from .events import Event, EventHub, State, names
+from .link import AttemptError, Connector, Link, Loss
+
+__all__ = ["RetryPolicy", "Supervisor"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to retry, how long to wait, and when to give up."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    #: Retries per outage; -1 for no limit, 0 for none.
+    max_retries: int = -1
+    #: Whether failing to join at start is an outage like any other (else: give up).
+    retry_on_start: bool = True
+    #: Seconds a session must stay joined before its outage counts as over.
+    stable_after: float = 5.0
+    #: ABORT reasons that end the supervisor after one attempt.
+    fatal_errors: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A failed attempt or a lost session, as it enters the machine."""
+
+    error: str
+    #: The router's ABORT reason (attempts only) -- the only thing that can be fatal.
+    reason: str | None = None
+    loss: Loss | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class _Retry:
+    failures: int
+    delay: float
+
+
+class _Inputs(Protocol):
+    def start(self) -> None:
+        "Start connecting."
+
+    def stop(self) -> Deferred[None]:
+        "Cancel retries, leave with GOODBYE; fires when the connection is closed."
+
+    def whenFinished(self) -> Deferred[None]:
+        "Fires when stopped, fails with the error when failed."
+
+    def _joined(self, link: Link) -> None:
+        "The attempt's session joined."
+
+    def _retry(self, problem: _Problem, plan: _Retry) -> None:
+        "An attempt failed or a session was lost; retry after a delay."
+
+    def _fail(self, problem: _Problem, error: WampdError) -> None:
+        "An attempt failed or a session was lost; give up."
+
+    def _done(self, problem: _Problem) -> None:
+        "The component left its session on its own."
+
+    def _due(self) -> None:
+        "The backoff delay is over."
+
+    def _stable(self) -> None:
+        "The session stayed joined for ``stable_after`` seconds."
+
+
+@dataclass
+class _Core:
+    name: str
+    connector: Connector
+    urls: Sequence[str]
+    policy: RetryPolicy
+    clock: Clock
+    rand: Callable[[], float]
+    connect_timeout: float
+    leave_timeout: float
+    hub: EventHub
+
+    state: State = State.IDLE
+    #: Consecutive failures in the current outage.
+    failures: int = 0
+    #: The delay chosen for the last retry (decorrelated jitter builds on it).
+    previous_delay: float | None = None
+    #: When the current outage began, if there is one.
+    outage_since: float | None = None
+    #: Whether a session has ever joined (``retry_on_start = false`` looks at this).
+    ever_joined: bool = False
+    next_url: int = 0
+    stop_waiters: list[Deferred[None]] = field(default_factory=list)
+    finish_waiters: list[Deferred[None]] = field(default_factory=list)
+
+    def emit(self, name: str, state: State | None = None, **fields: object) -> None:
+        """The one place events come from: record the new state, then tell the hub."""
+        previous = self.state
+        if state is not None:
+            self.state = state
+        event = Event(
+            name=name,
+            component=self.name,
+            previous=previous,
+            state=self.state,
+            time=self.clock.seconds(),
+            failures=self.failures,
+            **fields,  # type: ignore[arg-type]
+        )
+        self.hub.emit(event)
+
+    def report(
+        self,
+        name: str,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Events a connector reports from inside a state."""
+        self.emit(
+            name,
+            error=error,
+            traceback=traceback,
+            reason=reason,
+            keepalive=name == names.KEEPALIVE_TIMEOUT,
+        )
+
+    def plan(self, problem: _Problem) -> _Retry | WampdError:
+        """Retry (and when), or the error to give up with. Pure but for ``rand``."""
+        if problem.reason is not None and problem.reason in self.policy.fatal_errors:
+            return FatalRouterError(self.name, problem.reason, problem.error)
+        failures = self.failures + 1
+        if not self.ever_joined and not self.policy.retry_on_start:
+            return RetriesExhausted(self.name, 0, problem.error)
+        if 0 <= self.policy.max_retries < failures:
+            return RetriesExhausted(self.name, failures - 1, problem.error)
+        delay = self.policy.backoff.delay(failures, self.rand, self.previous_delay)
+        return _Retry(failures=failures, delay=delay)
+
+    def route(self, machine: _Inputs, problem: _Problem) -> None:
+        """Feed the input that ``problem`` leads to."""
+        if problem.loss is not None and problem.loss.by_component:
+            machine._done(problem)
+            return
+        verdict = self.plan(problem)
+        if isinstance(verdict, _Retry):
+            machine._retry(problem, verdict)
+        else:
+            machine._fail(problem, verdict)
+
+    def describe(self, problem: _Problem) -> None:
+        """Emit what went wrong, in the state where it went wrong."""
+        if problem.loss is not None:
+            self.emit(
+                names.SESSION_LEFT,
+                reason=problem.loss.reason,
+                error=problem.loss.message,
+                keepalive=problem.loss.keepalive,
+            )
+        else:
+            self.emit(
+                names.CONNECT_FAILED,
+                reason=problem.reason,
+                error=problem.error,
+                traceback=problem.traceback,
+            )
+
+    def finish(self, result: WampdError | None) -> None:
+        """Fire everybody waiting for the supervisor to stop or fail."""
+        self.stop_waiters, stopping = [], self.stop_waiters
+        for waiter in stopping:
+            waiter.callback(None)
+        self.finish_waiters, finishing = [], self.finish_waiters
+        for waiter in finishing:
+            if result is None:
+                waiter.callback(None)
+            else:
+                waiter.errback(result)
+
+
+@dataclass
+class _Attempt:
+    deferred: Deferred[Link]
+    url: str
+    started: float
+
+
+@dataclass
+class _Session:
+    link: Link
+    stable: DelayedCall
+
+
+@dataclass
+class _Wait:
+    call: DelayedCall
+
+
+def _describe_failure(failure: Failure, connect_timeout: float) -> _Problem:
+    exc = failure.value
+    if isinstance(exc, AttemptError):
+        return _Problem(error=exc.error, reason=exc.reason)
+    if isinstance(exc, TimeoutError):
+        return _Problem(error=f"no session within connect_timeout ({connect_timeout:g} s)")
+    if isinstance(exc, CancelledError):
+        return _Problem(error="attempt cancelled")
+    kind = type(exc).__name__
+    return _Problem(
+        error=f"{kind}: {failure.getErrorMessage() or kind}",
+        traceback=None if isinstance(exc, OSError) else failure.getTraceback(),
+    )
+
+
+def _build() -> Callable[[_Core], _Inputs]:
+    machine = TypeMachineBuilder(_Inputs, _Core)
+
+    # -- state data factories: run on entering a state, with the input's arguments --
+
+    def start_attempt(inputs: _Inputs, core: _Core) -> _Attempt:
+        if core.state in (State.STOPPED, State.FAILED):
+            # Started again after the end: a fresh outage count.
+            core.failures, core.previous_delay, core.outage_since = 0, None, None
+        url = core.urls[core.next_url % len(core.urls)]
+        core.emit(names.CONNECT_ATTEMPT, State.CONNECTING, url=url, attempt=core.failures + 1)
+        attempt = _Attempt(core.connector(url, core.report), url, core.clock.seconds())
+        attempt.deferred.addTimeout(
+            core.connect_timeout,
+            cast(IReactorTime, core.clock),  # the reactor, or a Clock in tests
+        )
+
+        def failed(failure: Failure) -> None:
+            core.next_url += 1
+            core.route(inputs, _describe_failure(failure, core.connect_timeout))
+
+        attempt.deferred.addCallbacks(inputs._joined, failed)
+        return attempt
+
+    def enter_joined(inputs: _Inputs, core: _Core, link: Link) -> _Session:
+        stable = core.clock.callLater(core.policy.stable_after, inputs._stable)
+
+        def lost(loss: Loss) -> None:
+            core.next_url += 1
+            core.route(inputs, _Problem(error=loss.message or loss.reason, loss=loss))
+
+        link.lost.addCallback(lost)
+        return _Session(link, stable)
+
+    def wait(inputs: _Inputs, core: _Core, problem: _Problem, plan: _Retry) -> _Wait:
+        core.failures = plan.failures
+        core.previous_delay = plan.delay
+        if core.outage_since is None:
+            core.outage_since = core.clock.seconds()
+        core.describe(problem)
+        core.emit(
+            names.RETRY_SCHEDULED,
+            State.BACKOFF,
+            retry=plan.failures,
+            delay=plan.delay,
+            error=problem.error,
+        )
+        return _Wait(core.clock.callLater(plan.delay, inputs._due))
+
+    def give_up(inputs: _Inputs, core: _Core, problem: _Problem, error: WampdError) -> WampdError:
+        core.failures += 1
+        if core.outage_since is None:
+            core.outage_since = core.clock.seconds()
+        core.describe(problem)
+        if isinstance(error, RetriesExhausted):
+            core.emit(names.RETRIES_EXHAUSTED, State.FAILED, error=str(error), retry=error.retries)
+        else:
+            assert isinstance(error, FatalRouterError)
+            core.emit(names.FATAL_ERROR, State.FAILED, reason=error.reason, error=str(error))
+        core.finish(error)
+        return error
+
+    Idle = machine.state("Idle")
+    Connecting = machine.state("Connecting", start_attempt)
+    Joined = machine.state("Joined", enter_joined)
+    Backoff_ = machine.state("Backoff", wait)
+    Stopping = machine.state("Stopping")
+    Stopped = machine.state("Stopped")
+    Failed = machine.state("Failed", give_up)
+
+    # -- starting and connecting --
+
+    Idle.upon(_Inputs.start).to(Connecting).returns(None)
+    Backoff_.upon(_Inputs._due).to(Connecting).returns(None)
+    Connecting.upon(_Inputs.start).loop().returns(None)
+    Joined.upon(_Inputs.start).loop().returns(None)
+    Backoff_.upon(_Inputs.start).loop().returns(None)
+
+    @Stopped.upon(_Inputs.start).to(Connecting)
+    @Failed.upon(_Inputs.start, nodata=True).to(Connecting)
+    def restart(inputs: _Inputs, core: _Core) -> None:
+        "Started again after stopping or failing; the attempt resets the count."
+
+    @Connecting.upon(_Inputs._joined).to(Joined)
+    def joined(inputs: _Inputs, core: _Core, attempt: _Attempt, link: Link) -> None:
+        now = core.clock.seconds()
+        outage = None if core.outage_since is None else now - core.outage_since
+        core.outage_since = None
+        core.ever_joined = True
+        core.emit(
+            names.SESSION_JOINED,
+            State.JOINED,
+            url=attempt.url,
+            session_id=link.session_id,
+            realm=link.realm,
+            connect_duration=now - attempt.started,
+            outage_duration=outage,
+        )
+
+    @Connecting.upon(_Inputs._retry).to(Backoff_)
+    def attempt_retry(
+        inputs: _Inputs, core: _Core, attempt: _Attempt, problem: _Problem, plan: _Retry
+    ) -> None:
+        "Described and scheduled on entering backoff."
+
+    @Connecting.upon(_Inputs._fail).to(Failed)
+    def attempt_fail(
+        inputs: _Inputs, core: _Core, attempt: _Attempt, problem: _Problem, error: WampdError
+    ) -> None:
+        "Described on entering failed."
+
+    # -- joined --
+
+    @Joined.upon(_Inputs._stable).loop()
+    def stable(inputs: _Inputs, core: _Core, session: _Session) -> None:
+        core.failures, core.previous_delay = 0, None
+        core.emit(names.SESSION_STABLE, session_id=session.link.session_id)
+
+    @Joined.upon(_Inputs._retry).to(Backoff_)
+    def lost_retry(
+        inputs: _Inputs, core: _Core, session: _Session, problem: _Problem, plan: _Retry
+    ) -> None:
+        _cancel(session.stable)
+
+    @Joined.upon(_Inputs._fail).to(Failed)
+    def lost_fail(
+        inputs: _Inputs, core: _Core, session: _Session, problem: _Problem, error: WampdError
+    ) -> None:
+        _cancel(session.stable)
+
+    @Joined.upon(_Inputs._done).to(Stopped)
+    def component_left(inputs: _Inputs, core: _Core, session: _Session, problem: _Problem) -> None:
+        _cancel(session.stable)
+        core.describe(problem)
+        core.emit(names.SUPERVISOR_STOPPED, State.STOPPED, reason="component left")
+        core.finish(None)
+
+    # -- stopping --
+
+    @Idle.upon(_Inputs.stop).to(Stopped)
+    def stop_idle(inputs: _Inputs, core: _Core) -> Deferred[None]:
+        core.emit(names.SUPERVISOR_STOPPED, State.STOPPED)
+        core.finish(None)
+        return succeed(None)
+
+    @Backoff_.upon(_Inputs.stop).to(Stopped)
+    def stop_waiting(inputs: _Inputs, core: _Core, wait: _Wait) -> Deferred[None]:
+        _cancel(wait.call)
+        core.emit(names.SUPERVISOR_STOPPED, State.STOPPED)
+        core.finish(None)
+        return succeed(None)
+
+    @Connecting.upon(_Inputs.stop).to(Stopping)
+    def stop_connecting(inputs: _Inputs, core: _Core, attempt: _Attempt) -> Deferred[None]:
+        waiter: Deferred[None] = Deferred()
+        core.stop_waiters.append(waiter)
+        core.emit(names.SUPERVISOR_STOPPING, State.STOPPING, url=attempt.url)
+        attempt.deferred.cancel()
+        return waiter
+
+    @Joined.upon(_Inputs.stop).to(Stopping)
+    def stop_joined(inputs: _Inputs, core: _Core, session: _Session) -> Deferred[None]:
+        waiter: Deferred[None] = Deferred()
+        core.stop_waiters.append(waiter)
+        _cancel(session.stable)
+        core.emit(names.SUPERVISOR_STOPPING, State.STOPPING, session_id=session.link.session_id)
+        session.link.leave(core.leave_timeout)
+        return waiter
+
+    @Stopping.upon(_Inputs.stop).loop()
+    def stop_again(inputs: _Inputs, core: _Core) -> Deferred[None]:
+        waiter: Deferred[None] = Deferred()
+        core.stop_waiters.append(waiter)
+        return waiter
+
+    @Stopped.upon(_Inputs.stop).loop()
+    @Failed.upon(_Inputs.stop, nodata=True).loop()
+    def already_stopped(inputs: _Inputs, core: _Core) -> Deferred[None]:
+        return succeed(None)
+
+    @Stopping.upon(_Inputs._retry).to(Stopped)
+    def stopped_after_retry(inputs: _Inputs, core: _Core, problem: _Problem, plan: _Retry) -> None:
+        _stopped(core, problem)
+
+    @Stopping.upon(_Inputs._fail).to(Stopped)
+    def stopped_after_fail(
+        inputs: _Inputs, core: _Core, problem: _Problem, error: WampdError
+    ) -> None:
+        _stopped(core, problem)
+
+    @Stopping.upon(_Inputs._done).to(Stopped)
+    def stopped_after_done(inputs: _Inputs, core: _Core, problem: _Problem) -> None:
+        _stopped(core, problem)
+
+    # -- waiting for the end --
+
+    @Idle.upon(_Inputs.whenFinished).loop()
+    @Connecting.upon(_Inputs.whenFinished, nodata=True).loop()
+    @Joined.upon(_Inputs.whenFinished, nodata=True).loop()
+    @Backoff_.upon(_Inputs.whenFinished, nodata=True).loop()
+    @Stopping.upon(_Inputs.whenFinished).loop()
+    def not_finished(inputs: _Inputs, core: _Core) -> Deferred[None]:
+        waiter: Deferred[None] = Deferred()
+        core.finish_waiters.append(waiter)
+        return waiter
+
+    @Stopped.upon(_Inputs.whenFinished).loop()
+    def finished_stopped(inputs: _Inputs, core: _Core) -> Deferred[None]:
+        return succeed(None)
+
+    @Failed.upon(_Inputs.whenFinished).loop()
+    def finished_failed(inputs: _Inputs, core: _Core, error: WampdError) -> Deferred[None]:
+        return fail(error)
+
+    return machine.build()
+
+
+def _stopped(core: _Core, problem: _Problem) -> None:
+    if problem.loss is not None:
+        core.describe(problem)
+    core.emit(names.SUPERVISOR_STOPPED, State.STOPPED)
+    core.finish(None)
+
+
+def _cancel(call: DelayedCall) -> None:
+    if call.active():
+        call.cancel()
+
+
+_Machine = _build()
+
+
+class Supervisor(Service):
+    """Keeps one WAMP session joined: a Twisted ``Service`` around the state machine.
+
+    :param name: the component's name (the ``component`` of every event).
+    :param connector: makes one connection attempt; see :mod:`wampd.link`.
+    :param urls: router URLs, tried in turn (failover).
+    :param policy: retry policy.
+    :param clock: the reactor, or a ``twisted.internet.task.Clock`` in tests.
+    :param hub: where events go.
+    :param rand: a source of floats in ``[0, 1)`` for jitter.
+    :param connect_timeout: seconds an attempt may take from TCP connect to WAMP join.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connector: Connector,
+        urls: Sequence[str],
+        *,
+        policy: RetryPolicy,
+        clock: Clock,
+        hub: EventHub,
+        rand: Callable[[], float] = _random.random,
+        connect_timeout: float = 10.0,
+        leave_timeout: float = 5.0,
+    ) -> None:
+        if not urls:
+            raise ValueError("a supervisor needs at least one router URL")
+        self.name = name
+        self._core = _Core(
+            name=name,
+            connector=connector,
+            urls=tuple(urls),
+            policy=policy,
+            clock=clock,
+            rand=rand,
+            connect_timeout=connect_timeout,
+            leave_timeout=leave_timeout,
+            hub=hub,
+        )
+        self._machine = _Machine(self._core)
+
+    @property
+    def state(self) -> State:
+        """The state the supervised session is in now."""
+        return self._core.state
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._machine.start()
+
+    def stopService(self) -> Deferred[None]:
+        """Cancel any retry, leave with GOODBYE; fires when the connection is closed."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        return self._machine.stop()
+
+    def whenFinished(self) -> Deferred[None]:
+        """Fires when the supervisor has stopped; fails with the error when it gave up.
+
+        The error is a :class:`~wampd.errors.RetriesExhausted` or a
+        :class:`~wampd.errors.FatalRouterError`.
+        """
+        return self._machine.whenFinished()
