@@ -384,6 +384,7 @@ _LOG_LEVELS: Final = {
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 _COMPONENT_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_USERINFO: Final = re.compile(r"//[^/?#]*@")
 _HTTP_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _SENSITIVE: Final = re.compile(
     r"pass(word|wd)?|secret|token|auth|api[-_]?key|private[-_]?key|cookie|credential",
@@ -587,8 +588,9 @@ def _parse_urls(t: _Table) -> tuple[str, ...]:
     elif isinstance(raw, list | tuple) and raw:
         items = [(f"{t.sub('url')}[{i}]", value) for i, value in enumerate(raw)]
     else:
-        what = "must list at least one URL" if isinstance(raw, list | tuple) else "must be"
-        t.problem("url", f"{what} a ws:// or wss:// URL or an array of them, got {_show(raw)}")
+        t.problem(
+            "url", f"must be a ws:// or wss:// URL or a non-empty array of them, got {_show(raw)}"
+        )
         return ()
     urls: list[str] = []
     for key, value in items:
@@ -607,7 +609,7 @@ def _parse_urls(t: _Table) -> tuple[str, ...]:
 def _url_problem(url: str) -> str | None:
     """Why ``url`` is not a usable WebSocket URL, or None if it is."""
     if not url or any(c.isspace() or not c.isprintable() for c in url):
-        return f"must be a URL without whitespace or control characters, got {_show(url)}"
+        return f"must be a URL without whitespace or control characters, got {_show_url(url)}"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -623,7 +625,12 @@ def _url_problem(url: str) -> str | None:
         "must not have a #fragment" if parts.fragment else "",
     ]
     found = [p for p in problems if p]
-    return f"{'; '.join(found)} in {_show(url)}" if found else None
+    return f"{'; '.join(found)} in {_show_url(url)}" if found else None
+
+
+def _show_url(url: str) -> str:
+    """``url`` for a problem line, any ``user:password@`` masked."""
+    return _show(_USERINFO.sub("//***@", url))
 
 
 def _any_secure(raw: Any) -> bool:
@@ -775,7 +782,7 @@ def _secret_from_file(ctx: _Context, t: _Table) -> Secret | None:
     if mode & 0o077:
         ctx.warn(
             key,
-            f"{where} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"{where} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
             "restrict it with chmod 600",
         )
     return Secret(text)
@@ -930,7 +937,8 @@ def _split_listen(listen: str) -> tuple[str, int] | None:
             raise ValueError("not an IPv6 address in brackets") from None
     elif any(c in host for c in ":[]") or not _is_word(host):
         raise ValueError("bad host (put IPv6 addresses in brackets)")
-    if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not (digits and 1 <= int(port_text) <= 65535):
         raise ValueError("port must be from 1 to 65535")
     return host, int(port_text)
 
@@ -1066,6 +1074,8 @@ def _kind(value: Any) -> str:
     """What sort of value ``value`` is, without showing it (for secrets and headers)."""
     if value is None:
         return "null"
+    if isinstance(value, Mapping | list | tuple) and not value:
+        return "an empty table" if isinstance(value, Mapping) else "an empty array"
     for types, name in _KINDS:
         if isinstance(value, types):
             return name

@@ -1,0 +1,128 @@
+"""The ``wampd`` command: ``run``, ``check-config`` and ``--version``.
+
+Exit statuses: 0 clean stop, 1 internal error, 2 bad configuration or usage, 69 retries
+exhausted, 78 fatal router rejection (see :mod:`wampd.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .components import load_components
+from .config import Config, load_config, redacted
+from .errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 2 with one line, as config errors do
+        self.print_usage(sys.stderr)
+        print(f"wampd: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="wampd",
+        description="A resilient reconnecting WAMP client daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"wampd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, help_text in (
+        ("run", "run the daemon"),
+        ("check-config", "validate the configuration and print it as JSON (secrets masked)"),
+    ):
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="the TOML configuration file (default: $WAMPD_CONFIG)",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    sys.exit(run_cli(sys.argv[1:] if argv is None else argv, os.environ))
+
+
+def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """Parse ``argv``, run the command, return the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_usage(sys.stderr)
+        print("wampd: error: a command is required (run, check-config)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        config = load_config(args.config, environ=environ)
+        factories = load_components(
+            [(spec.name, spec.entry) for spec in config.components],
+            search=_search_path(config),
+        )
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"wampd: config error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        for warning in config.warnings:
+            print(f"wampd: config warning: {warning}", file=sys.stderr)
+        print(json.dumps(redacted(config), indent=2, sort_keys=True))
+        return EXIT_OK
+    try:
+        return _run(config, factories)
+    except Exception:
+        print("wampd: internal error (please report it):", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_INTERNAL
+
+
+def _search_path(config: Config) -> list[str]:
+    folders = [os.getcwd()]
+    if config.source:
+        folders.insert(0, str(Path(config.source).resolve().parent))
+    return folders
+
+
+def _run(config: Config, factories: Mapping[str, Any]) -> int:
+    from twisted.internet import reactor as _reactor
+
+    from .daemon import Daemon
+    from .logs import make_logger, start_logging
+
+    reactor: Any = _reactor
+    secret = config.router.auth.secret
+    logger = make_logger(
+        level=config.log.level,
+        format=config.log.format,
+        secrets=[secret.reveal()] if secret else [],
+    )
+    start_logging(logger, config.log.level)
+    for warning in config.warnings:
+        logger.warning("config.warning", warning=warning)
+
+    daemon = Daemon(config, factories, reactor=reactor, logger=logger, stop_reactor=reactor.stop)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(daemon.request_stop, signal.Signals(signum).name)
+
+    def started() -> None:
+        # Replace Twisted's handlers so the log says which signal stopped the daemon.
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        daemon.startService()
+
+    reactor.callWhenRunning(started)
+    reactor.addSystemEventTrigger("before", "shutdown", daemon.shutdown)
+    reactor.run()
+    return daemon.exit_code

@@ -1,0 +1,83 @@
+"""Turning a component's ``entry`` ("package.module:attribute") into a session factory.
+
+Every form autobahn's Twisted API offers is accepted, as ``ApplicationRunner.run`` takes
+them: an ``ApplicationSession`` (or ``Session``) subclass, an
+``autobahn.twisted.wamp.Application`` instance, or any callable ``make(config)`` that
+returns a session.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from autobahn.twisted.wamp import Application, ApplicationSession
+
+from .errors import ConfigError
+from .wamp import SessionFactory
+
+__all__ = ["EntryError", "extend_path", "load_components", "load_entry"]
+
+
+class EntryError(Exception):
+    """An entry that cannot be turned into a session factory; the message says why."""
+
+
+def extend_path(folders: Iterable[str | Path]) -> None:
+    """Put ``folders`` at the front of ``sys.path`` (once each), for importing entries."""
+    for folder in reversed([str(Path(f).resolve()) for f in folders]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def load_entry(entry: str) -> SessionFactory:
+    """Import ``entry`` and check that it can make sessions."""
+    module_name, sep, attribute = entry.partition(":")
+    if not sep or not module_name or not attribute:
+        raise EntryError(f'"{entry}" is not of the form "package.module:attribute"')
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as e:
+        raise EntryError(f'cannot import "{module_name}": {e}') from e
+    except Exception as e:  # the module itself raised while being imported
+        raise EntryError(f'importing "{module_name}" raised {type(e).__name__}: {e}') from e
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise EntryError(f'"{module_name}" has no attribute "{attribute}"') from None
+    if isinstance(target, type):
+        if issubclass(target, ApplicationSession):
+            return target
+        raise EntryError(
+            f'"{entry}" is a class but not a subclass of autobahn\'s ApplicationSession'
+        )
+    if isinstance(target, Application) or callable(target):
+        return target
+    raise EntryError(
+        f'"{entry}" is a {type(target).__name__}, not a session class, an Application '
+        "or a make(config) callable"
+    )
+
+
+def load_components(
+    specs: Iterable[tuple[str, str]], search: Iterable[str | Path] = ()
+) -> dict[str, SessionFactory]:
+    """Load every ``(name, entry)``; all failures are reported together.
+
+    :param search: folders to put on ``sys.path`` first (the config file's, the cwd).
+    :raises ConfigError: one problem per entry that cannot be loaded, naming its key.
+    """
+    extend_path(search)
+    factories: dict[str, SessionFactory] = {}
+    problems: list[str] = []
+    for index, (name, entry) in enumerate(specs):
+        try:
+            factories[name] = load_entry(entry)
+        except EntryError as e:
+            problems.append(f"component[{index}].entry: {e} (component {name!r})")
+    if problems:
+        raise ConfigError(problems)
+    return factories

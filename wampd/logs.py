@@ -1,0 +1,211 @@
+"""Structured logs: one stream for wampd's events and for Twisted's and autobahn's logs.
+
+The output is one JSON object per line (or readable console lines on a TTY), each with
+``timestamp``, ``level`` and a dotted ``event`` name. Supervisor events are logged by
+:class:`EventLogger`, a consumer of the event stream; Twisted's and autobahn's (txaio's)
+log events come in through :class:`TwistedBridge` as ``twisted.log`` events with their
+``namespace`` and ``message``. Standard output is *not* redirected into the log, so a
+component's ``print()`` still reaches stdout.
+
+Known secrets are masked in every string value that is written, whatever its source.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO, cast
+
+import structlog
+import txaio
+from structlog.typing import EventDict, Processor, WrappedLogger
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogBeginner
+
+from .events import Event, State, names
+
+__all__ = [
+    "EventLogger",
+    "TwistedBridge",
+    "make_logger",
+    "start_logging",
+]
+
+#: Config level names, and what structlog and txaio call them.
+_LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40, "critical": 50}
+_TXAIO_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warn": "warn",
+    "error": "error",
+    "critical": "critical",
+}
+_TWISTED_LEVELS = {
+    LogLevel.debug: "debug",
+    LogLevel.info: "info",
+    LogLevel.warn: "warning",
+    LogLevel.error: "error",
+    LogLevel.critical: "critical",
+}
+
+_EVENT_LEVELS = {
+    names.CONNECT_ATTEMPT: "info",
+    names.CONNECT_FAILED: "warning",
+    names.SESSION_JOINED: "info",
+    names.SESSION_STABLE: "info",
+    names.SESSION_LEFT: "warning",
+    names.RETRY_SCHEDULED: "info",
+    names.RETRIES_EXHAUSTED: "error",
+    names.FATAL_ERROR: "error",
+    names.COMPONENT_ERROR: "error",
+    names.KEEPALIVE_TIMEOUT: "warning",
+    names.SUPERVISOR_STOPPING: "info",
+    names.SUPERVISOR_STOPPED: "info",
+}
+
+MASK = "***"
+
+
+class _Redact:
+    """A processor that masks every known secret in every string value."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        if self._secrets:
+            for key, value in event.items():
+                event[key] = self._mask(value)
+        return event
+
+    def _mask(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, (list, tuple)):
+            return [self._mask(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._mask(v) for k, v in value.items()}
+        return value
+
+
+def _rename_level(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    if event.get("level") == "warning":
+        event["level"] = "warn"
+    return event
+
+
+def make_logger(
+    *,
+    level: str = "info",
+    format: str = "auto",
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
+) -> Any:
+    """A structlog logger writing to ``stream`` (stdout) at ``level`` and above.
+
+    :param format: ``json``, ``console``, or ``auto`` (console on a TTY, else JSON).
+    """
+    out = stream if stream is not None else sys.stdout
+    if format == "auto":
+        format = "console" if out.isatty() else "json"
+    renderer: Processor
+    if format == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    processors: list[Processor] = [
+        structlog.processors.add_log_level,
+        _rename_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _Redact(secrets),
+        _Safe(renderer),
+    ]
+    return structlog.wrap_logger(
+        structlog.PrintLogger(out),
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        cache_logger_on_first_use=True,
+    )
+
+
+class _Safe:
+    """Renders with ``renderer``; if that fails, still writes one JSON line saying so.
+
+    Logging must never raise into the code that logs: a daemon whose log call fails
+    in a signal handler would not stop.
+    """
+
+    def __init__(self, renderer: Processor) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> Any:
+        try:
+            return self._renderer(logger, method, event)
+        except Exception as e:
+            return json.dumps(
+                {
+                    "event": "log.render_failed",
+                    "level": "error",
+                    "original": str(event.get("event")),
+                    "error": f"{type(e).__name__}: {e}",
+                },
+                default=repr,
+            )
+
+
+class EventLogger:
+    """Logs each supervisor event once, with its fields, at a level that fits it."""
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def __call__(self, event: Event) -> None:
+        level = _EVENT_LEVELS.get(event.name, "info")
+        if event.name == names.SESSION_LEFT and event.state is State.STOPPING:
+            level = "info"  # leaving because we were asked to is no warning
+        fields = event.fields()
+        fields.pop("name")
+        self._logger.log(_LEVELS["warn" if level == "warning" else level], event.name, **fields)
+
+
+class TwistedBridge:
+    """A ``twisted.logger`` observer that writes Twisted's and autobahn's logs to ``logger``."""
+
+    def __init__(self, logger: Any, level: str = "info") -> None:
+        self._logger = logger
+        self._minimum = _LEVELS[level]
+
+    def __call__(self, event: MutableMapping[str, Any]) -> None:
+        level = _TWISTED_LEVELS.get(event.get("log_level", LogLevel.info), "info")
+        number = _LEVELS["warn" if level == "warning" else level]
+        if number < self._minimum:
+            return
+        fields: dict[str, Any] = {"namespace": event.get("log_namespace", "?")}
+        try:
+            fields["message"] = formatEvent(event)  # type: ignore[arg-type]
+        except Exception:  # a broken format string must not break logging
+            fields["message"] = repr(event.get("log_format"))
+        failure = event.get("log_failure")
+        if failure is not None:
+            try:
+                fields["traceback"] = failure.getTraceback()
+            except Exception:
+                fields["traceback"] = repr(failure)
+        self._logger.log(number, "twisted.log", **fields)
+
+
+def start_logging(logger: Any, level: str) -> None:
+    """Route Twisted's global log, and autobahn's txaio loggers, into ``logger``.
+
+    Call once per process. Standard output and error are left alone.
+    """
+    txaio.use_twisted()
+    txaio.set_global_log_level(_TXAIO_LEVELS[level])  # type: ignore[attr-defined]
+    globalLogBeginner.beginLoggingTo(
+        [cast(ILogObserver, TwistedBridge(logger, level))],
+        discardBuffer=True,
+        redirectStandardIO=False,
+    )

@@ -1,0 +1,443 @@
+"""The real connector: one attempt to join a WAMP session over WebSocket with autobahn.
+
+Each attempt builds autobahn's ``WampWebSocketClientFactory`` (with its auto-ping and
+handshake options) around a *fresh* session made by the component's factory, connects
+it through a Twisted endpoint (TCP, TLS, or an HTTP CONNECT proxy), and fires the
+attempt's Deferred when the session's ``join`` event comes. The session is instrumented
+on the instance, never by patching autobahn:
+
+- ``join`` is given the configured authentication (ticket, WAMP-CRA) unless the
+  component passes its own ``authmethods``, and ``onChallenge`` answers for it;
+- ``onJoin`` errors are reported as ``component.error`` (with the traceback) and the
+  session leaves, so the supervisor retries with backoff instead of keeping a session
+  that lost its registrations;
+- a ``leave()`` by the component itself is remembered, so the supervisor can tell a
+  component that is done from an outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autobahn.twisted.websocket import (
+    WampWebSocketClientFactory,
+    WampWebSocketClientProtocol,
+)
+from autobahn.wamp.auth import create_authenticator
+from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
+from autobahn.wamp.types import CloseDetails, ComponentConfig
+from autobahn.websocket.util import parse_url
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.protocol import connectionDone
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    PrivateCertificate,
+    optionsForClientTLS,
+    platformTrust,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._typing import DelayedCall
+from .events import names
+from .link import AttemptError, Link, Loss, Reporter
+
+__all__ = ["SessionFactory", "TLSSettings", "WampConnector", "WampSettings"]
+
+#: Anything that makes a session from a ComponentConfig: an ApplicationSession or
+#: Session subclass, an ``autobahn.twisted.wamp.Application``, or a ``make`` function.
+SessionFactory = Callable[[ComponentConfig], Any]
+
+#: The close reason wampd sends when a component's join handler raised.
+COMPONENT_ERROR_REASON = "wampd.close.component_error"
+
+_SERIALIZERS: Mapping[str, Callable[[], Any]] = {
+    "cbor": CBORSerializer,
+    "msgpack": MsgPackSerializer,
+    "json": JsonSerializer,
+}
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """Certificates for ``wss://``, read once when the connector is made."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class WampSettings:
+    """Everything about how to reach the router, shared by all of a connector's attempts."""
+
+    realm: str
+    serializers: Sequence[str] = ("cbor", "msgpack", "json")
+    headers: Mapping[str, str] = field(default_factory=dict)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    #: ``(host, port)`` of an HTTP CONNECT proxy.
+    proxy: tuple[str, int] | None = None
+    auth_method: str = "anonymous"
+    authid: str | None = None
+    authrole: str | None = None
+    #: The ticket or WAMP-CRA secret; never logged.
+    secret: str | None = field(default=None, repr=False)
+    ping_interval: float = 5.0
+    ping_timeout: float = 5.0
+    connect_timeout: float = 10.0
+    close_timeout: float = 1.0
+
+
+class WampConnector:
+    """Makes attempts for one component; see :mod:`wampd.link` for the contract."""
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        component: str,
+        make_session: SessionFactory,
+        settings: WampSettings,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._component = component
+        self._make_session = make_session
+        self._settings = settings
+        self._extra = dict(extra or {})
+        self._serializers = [_SERIALIZERS[name]() for name in settings.serializers]
+        self._tls = _load_tls(settings.tls)
+
+    def __call__(self, url: str, report: Reporter) -> Deferred[Link]:
+        return _Attempt(self, url, report).start()
+
+    # -- pieces an attempt asks for --
+
+    def endpoint(self, url: str) -> tuple[Any, dict[str, Any] | None]:
+        """The endpoint to connect to, and autobahn's ``proxy`` option if there is one."""
+        secure, host, port, *_ = parse_url(url)
+        settings = self._settings
+        timeout = settings.connect_timeout
+        if settings.proxy is not None:
+            proxy_host, proxy_port = settings.proxy
+            # autobahn speaks CONNECT to the proxy, then starts TLS itself if wss.
+            return HostnameEndpoint(self._reactor, proxy_host, proxy_port, timeout=timeout), {
+                "host": proxy_host,
+                "port": proxy_port,
+            }
+        endpoint: Any = HostnameEndpoint(self._reactor, host, port, timeout=timeout)
+        if secure:
+            endpoint = wrapClientTLS(self.tls_options(host), endpoint)
+        return endpoint, None
+
+    def tls_options(self, host: str) -> Any:
+        settings = self._settings.tls
+        trust, client = self._tls
+        if not settings.verify:
+            self._log.warn(
+                "TLS certificate verification is OFF for {host} (router.verify = false)",
+                host=host,
+            )
+            if client is None:
+                return CertificateOptions(verify=False)
+            return CertificateOptions(
+                verify=False, certificate=client.original, privateKey=client.privateKey.original
+            )
+        return optionsForClientTLS(
+            host,
+            trustRoot=trust if trust is not None else platformTrust(),
+            clientCertificate=client,
+        )
+
+    def factory(self, attempt: _Attempt, url: str, proxy: dict[str, Any] | None) -> Any:
+        settings = self._settings
+        factory: Any = WampWebSocketClientFactory(
+            attempt.make_session,
+            url=url,
+            serializers=self._serializers,
+            proxy=proxy,
+            headers=dict(settings.headers) or None,
+            reactor=self._reactor,
+        )
+        if proxy is not None and factory.isSecure:
+            factory.contextFactory = self.tls_options(factory.host)
+        factory.protocol = _Protocol
+        factory.setProtocolOptions(
+            autoPingInterval=settings.ping_interval,
+            autoPingTimeout=settings.ping_timeout if settings.ping_interval else 0,
+            openHandshakeTimeout=settings.connect_timeout,
+            closeHandshakeTimeout=settings.close_timeout,
+        )
+        factory.wampd_attempt = attempt
+        return factory
+
+    def new_session(self) -> Any:
+        return self._make_session(ComponentConfig(realm=self._settings.realm, extra=self._extra))
+
+    def authenticator(self) -> Any | None:
+        settings = self._settings
+        if settings.auth_method == "anonymous":
+            return None
+        options: dict[str, Any] = {}
+        if settings.authid is not None:
+            options["authid"] = settings.authid
+        if settings.authrole is not None:
+            options["authrole"] = settings.authrole
+        if settings.auth_method == "ticket":
+            options["ticket"] = settings.secret
+        else:
+            options["secret"] = settings.secret
+        return create_authenticator(settings.auth_method, **options)
+
+    @property
+    def settings(self) -> WampSettings:
+        return self._settings
+
+    @property
+    def reactor(self) -> Any:
+        return self._reactor
+
+
+def _load_tls(tls: TLSSettings) -> tuple[Any | None, Any | None]:
+    """The trust root and client certificate from PEM files (read once, at start)."""
+    trust = Certificate.loadPEM(Path(tls.ca_file).read_bytes()) if tls.ca_file else None
+    client = None
+    if tls.cert_file:
+        pem = Path(tls.cert_file).read_bytes()
+        if tls.key_file:
+            pem += b"\n" + Path(tls.key_file).read_bytes()
+        client = PrivateCertificate.loadPEM(pem)
+    return trust, client
+
+
+class _Protocol(WampWebSocketClientProtocol):
+    """autobahn's client protocol, telling its attempt about keepalive timeouts and the end."""
+
+    def onAutoPingTimeout(self) -> None:
+        self.factory.wampd_attempt.keepalive_timed_out()
+        super().onAutoPingTimeout()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.factory.wampd_attempt.connection_lost(self, reason)
+
+
+class _Attempt:
+    """One attempt, and -- once joined -- the :class:`~wampd.link.Link` of its session."""
+
+    def __init__(self, connector: WampConnector, url: str, report: Reporter) -> None:
+        self._connector = connector
+        self._url = url
+        self._report = report
+        self._joined: Deferred[Link] = Deferred(self._cancel)
+        self._lost: Deferred[Loss] = Deferred()
+        self._connecting: Deferred[Any] | None = None
+        self._protocol: Any = None
+        self._session: Any = None
+        self._session_id = 0
+        self._realm = connector.settings.realm
+        self._close: CloseDetails | None = None
+        self._left_by_component = False
+        self._component_error: str | None = None
+        self._keepalive = False
+        self._guard: DelayedCall | None = None
+        self._original_leave: Callable[..., Any] = lambda *args: None
+
+    # -- Link --
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def session_id(self) -> int:
+        return self._session_id
+
+    @property
+    def realm(self) -> str:
+        return self._realm
+
+    @property
+    def lost(self) -> Deferred[Loss]:
+        return self._lost
+
+    def leave(self, timeout: float) -> None:
+        session = self._session
+        if session is not None and session.is_attached() and self._protocol is not None:
+            self._guard = self._connector.reactor.callLater(timeout, self.abort)
+            self._original_leave("wamp.close.normal")
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abortConnection()
+
+    # -- the attempt --
+
+    def start(self) -> Deferred[Link]:
+        try:
+            endpoint, proxy = self._connector.endpoint(self._url)
+            factory = self._connector.factory(self, self._url, proxy)
+        except Exception as e:
+            self._joined.errback(AttemptError(f"cannot connect to {self._url}: {e}"))
+            return self._joined
+        self._connecting = endpoint.connect(factory)
+        self._connecting.addCallbacks(self._connected, self._connect_failed)
+        return self._joined
+
+    def _connected(self, protocol: Any) -> None:
+        self._connecting = None
+        self._protocol = protocol
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self._connecting = None
+        if not self._joined.called:
+            self._joined.errback(AttemptError(_describe(failure)))
+
+    def _cancel(self, d: Deferred[Link]) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        self.abort()
+
+    def make_session(self) -> Any:
+        """Called by autobahn when the WebSocket opens: a fresh, instrumented session."""
+        try:
+            session = self._connector.new_session()
+            self._instrument(session)
+        except Exception as e:
+            self._report_component_error(Failure(), "the component's session factory failed")
+            raise RuntimeError(f"session factory failed: {e}") from e
+        self._session = session
+        return session
+
+    def _instrument(self, session: Any) -> None:
+        session.on("join", self._on_join)
+        session.on("leave", self._on_leave)
+        self._original_leave = session.leave
+        original_join, original_challenge = session.join, session.onChallenge
+        original_on_join = session.onJoin
+
+        def leave(reason: str | None = None, message: str | None = None) -> Any:
+            self._left_by_component = True
+            return self._original_leave(reason, message)
+
+        def on_join(details: Any) -> Any:
+            d = maybeDeferred(original_on_join, details)
+            d.addErrback(self._join_handler_failed)
+            return d
+
+        session.leave = leave
+        session.onJoin = on_join
+
+        authenticator = self._connector.authenticator()
+        if authenticator is None:
+            return
+
+        def join(realm: str, authmethods: list[str] | None = None, *args: Any, **kw: Any) -> Any:
+            if authmethods is None and not args:
+                kw.setdefault("authid", authenticator._args.get("authid"))
+                kw.setdefault("authrole", authenticator._args.get("authrole"))
+                authmethods = [authenticator.name]
+            return original_join(realm, authmethods, *args, **kw)
+
+        def on_challenge(challenge: Any) -> Any:
+            if challenge.method == authenticator.name:
+                return authenticator.on_challenge(session, challenge)
+            return original_challenge(challenge)
+
+        session.join = join
+        session.onChallenge = on_challenge
+
+    def _on_join(self, session: Any, details: Any) -> None:
+        self._session_id = details.session
+        self._realm = details.realm or self._realm
+        if not self._joined.called:
+            self._joined.callback(self)
+
+    def _on_leave(self, session: Any, details: CloseDetails) -> None:
+        self._close = details
+        # A component whose onLeave does not disconnect would leave the connection
+        # open with no session on it; close it so the supervisor sees the end.
+        if self._protocol is not None and self._protocol.transport is not None:
+            session.disconnect()
+
+    def _join_handler_failed(self, failure: Failure) -> None:
+        self._report_component_error(failure, "the component's join handler raised")
+        if self._session is not None and self._session.is_attached():
+            self._original_leave(COMPONENT_ERROR_REASON, self._component_error)
+
+    def _report_component_error(self, failure: Failure, what: str) -> None:
+        self._component_error = f"{what}: {_describe(failure)}"
+        self._report(
+            names.COMPONENT_ERROR,
+            error=self._component_error,
+            traceback=failure.getTraceback(),
+        )
+
+    def keepalive_timed_out(self) -> None:
+        self._keepalive = True
+        self._report(
+            names.KEEPALIVE_TIMEOUT,
+            error="no PONG from the router in time; dropping the connection",
+        )
+
+    def connection_lost(self, protocol: Any, reason: Failure) -> None:
+        if self._guard is not None and self._guard.active():
+            self._guard.cancel()
+        self._session = None
+        if not self._joined.called:
+            self._joined.errback(
+                AttemptError(
+                    self._why_not_joined(protocol, reason),
+                    self._close.reason if self._close else None,
+                )
+            )
+            return
+        if self._lost.called:
+            return
+        close = self._close
+        self._lost.callback(
+            Loss(
+                reason=(close.reason if close else None) or CloseDetails.REASON_TRANSPORT_LOST,
+                message=self._component_error
+                or (close.message if close else None)
+                or _clean(protocol.wasNotCleanReason),
+                by_component=self._left_by_component,
+                component_error=self._component_error is not None,
+                keepalive=self._keepalive,
+            )
+        )
+
+    def _why_not_joined(self, protocol: Any, reason: Failure) -> str:
+        if self._component_error is not None:
+            return self._component_error
+        if self._close is not None:
+            text = f"router refused the session: {self._close.reason}"
+            return text + (f" ({self._close.message})" if self._close.message else "")
+        if self._keepalive:
+            return "no PONG from the router in time"
+        not_clean = _clean(protocol.wasNotCleanReason)
+        if not_clean:
+            return f"WebSocket: {not_clean}"
+        return f"connection closed before the session joined ({_describe(reason)})"
+
+
+def _describe(failure: Failure) -> str:
+    value = failure.value
+    text = str(value).strip() or type(value).__name__
+    return f"{type(value).__name__}: {text}"
+
+
+def _clean(reason: Any) -> str | None:
+    return str(reason) if reason else None
