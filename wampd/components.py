@@ -13,7 +13,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from autobahn.twisted.wamp import Application, ApplicationSession
+from autobahn.twisted.wamp import Application
+from autobahn.wamp.protocol import ApplicationSession
 
 from .errors import ConfigError
 from .wamp import SessionFactory

@@ -73,6 +73,7 @@ class _Problem:
     """A failed attempt or a lost session, as it enters the machine."""
 
     error: str
+    url: str | None = None
     #: The router's ABORT reason (attempts only) -- the only thing that can be fatal.
     reason: str | None = None
     loss: Loss | None = None
@@ -200,6 +201,7 @@ class _Core:
         if problem.loss is not None:
             self.emit(
                 names.SESSION_LEFT,
+                url=problem.url,
                 reason=problem.loss.reason,
                 error=problem.loss.message,
                 keepalive=problem.loss.keepalive,
@@ -207,6 +209,7 @@ class _Core:
         else:
             self.emit(
                 names.CONNECT_FAILED,
+                url=problem.url,
                 reason=problem.reason,
                 error=problem.error,
                 traceback=problem.traceback,
@@ -243,17 +246,18 @@ class _Wait:
     call: DelayedCall
 
 
-def _describe_failure(failure: Failure, connect_timeout: float) -> _Problem:
+def _describe_failure(failure: Failure, url: str, connect_timeout: float) -> _Problem:
     exc = failure.value
     if isinstance(exc, AttemptError):
-        return _Problem(error=exc.error, reason=exc.reason)
+        return _Problem(error=exc.error, url=url, reason=exc.reason)
     if isinstance(exc, TimeoutError):
-        return _Problem(error=f"no session within connect_timeout ({connect_timeout:g} s)")
+        return _Problem(error=f"no session within connect_timeout ({connect_timeout:g} s)", url=url)
     if isinstance(exc, CancelledError):
-        return _Problem(error="attempt cancelled")
+        return _Problem(error="attempt cancelled", url=url)
     kind = type(exc).__name__
     return _Problem(
         error=f"{kind}: {failure.getErrorMessage() or kind}",
+        url=url,
         traceback=None if isinstance(exc, OSError) else failure.getTraceback(),
     )
 
@@ -277,7 +281,7 @@ def _build() -> Callable[[_Core], _Inputs]:
 
         def failed(failure: Failure) -> None:
             core.next_url += 1
-            core.route(inputs, _describe_failure(failure, core.connect_timeout))
+            core.route(inputs, _describe_failure(failure, url, core.connect_timeout))
 
         attempt.deferred.addCallbacks(inputs._joined, failed)
         return attempt
@@ -287,7 +291,7 @@ def _build() -> Callable[[_Core], _Inputs]:
 
         def lost(loss: Loss) -> None:
             core.next_url += 1
-            core.route(inputs, _Problem(error=loss.message or loss.reason, loss=loss))
+            core.route(inputs, _Problem(error=loss.message or loss.reason, url=link.url, loss=loss))
 
         link.lost.addCallback(lost)
         return _Session(link, stable)

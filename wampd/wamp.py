@@ -172,7 +172,8 @@ class WampConnector:
         factory.setProtocolOptions(
             autoPingInterval=settings.ping_interval,
             autoPingTimeout=settings.ping_timeout if settings.ping_interval else 0,
-            openHandshakeTimeout=settings.connect_timeout,
+            # connect_timeout (enforced by the supervisor) covers the whole attempt.
+            openHandshakeTimeout=0,
             closeHandshakeTimeout=settings.close_timeout,
         )
         factory.wampd_attempt = attempt
@@ -246,6 +247,8 @@ class _Attempt:
         self._session_id = 0
         self._realm = connector.settings.realm
         self._close: CloseDetails | None = None
+        #: The reason of a GOODBYE this side sent (the router's reply only echoes it).
+        self._sent_reason: str | None = None
         self._left_by_component = False
         self._component_error: str | None = None
         self._keepalive = False
@@ -274,7 +277,7 @@ class _Attempt:
         session = self._session
         if session is not None and session.is_attached() and self._protocol is not None:
             self._guard = self._connector.reactor.callLater(timeout, self.abort)
-            self._original_leave("wamp.close.normal")
+            self._send_goodbye("wamp.close.normal")
         else:
             self.abort()
 
@@ -330,7 +333,7 @@ class _Attempt:
 
         def leave(reason: str | None = None, message: str | None = None) -> Any:
             self._left_by_component = True
-            return self._original_leave(reason, message)
+            return self._send_goodbye(reason or "wamp.close.normal", message)
 
         def on_join(details: Any) -> Any:
             d = maybeDeferred(original_on_join, details)
@@ -375,7 +378,12 @@ class _Attempt:
     def _join_handler_failed(self, failure: Failure) -> None:
         self._report_component_error(failure, "the component's join handler raised")
         if self._session is not None and self._session.is_attached():
-            self._original_leave(COMPONENT_ERROR_REASON, self._component_error)
+            self._send_goodbye(COMPONENT_ERROR_REASON, self._component_error)
+
+    def _send_goodbye(self, reason: str, message: str | None = None) -> Any:
+        if self._sent_reason is None:
+            self._sent_reason = reason
+        return self._original_leave(reason, message)
 
     def _report_component_error(self, failure: Failure, what: str) -> None:
         self._component_error = f"{what}: {_describe(failure)}"
@@ -409,7 +417,9 @@ class _Attempt:
         close = self._close
         self._lost.callback(
             Loss(
-                reason=(close.reason if close else None) or CloseDetails.REASON_TRANSPORT_LOST,
+                reason=self._sent_reason
+                or (close.reason if close else None)
+                or CloseDetails.REASON_TRANSPORT_LOST,
                 message=self._component_error
                 or (close.message if close else None)
                 or _clean(protocol.wasNotCleanReason),

@@ -1,0 +1,73 @@
+"""WAMP components for the integration tests, written the way autobahn's docs show them.
+
+One of each entry form wampd accepts: an ``ApplicationSession`` subclass, a ``Session``
+subclass, an ``autobahn.twisted.wamp.Application`` with decorators, and a ``make``
+factory. Each registers a procedure a plain client can call.
+"""
+
+from autobahn.twisted.wamp import Application, ApplicationSession, Session
+from autobahn.wamp.types import ComponentConfig
+from twisted.internet.defer import inlineCallbacks
+
+
+class Hello(ApplicationSession):
+    """The classic form: override onJoin, register in it."""
+
+    @inlineCallbacks
+    def onJoin(self, details):
+        prefix = self.config.extra.get("prefix", "com.example")
+        yield self.register(lambda name="world": f"hello, {name}", f"{prefix}.hello")
+        yield self.register(lambda: details.session, f"{prefix}.session_id")
+
+
+class Snake(Session):
+    """The snake_case API: on_join, on_leave, on_connect, on_disconnect."""
+
+    @inlineCallbacks
+    def on_join(self, details):
+        yield self.register(lambda a, b: a + b, "com.example.snake.add")
+
+    def on_leave(self, details):
+        self.disconnect()
+
+
+app = Application("com.example.app")
+
+
+@app.register("com.example.app.echo")
+def echo(value):
+    return value
+
+
+@app.signal("onjoined")
+def _joined():
+    app.session.publish("com.example.app.joined")
+
+
+def make(config: ComponentConfig):
+    """A make(config) factory, as ApplicationRunner.run takes."""
+    return Hello(
+        ComponentConfig(realm=config.realm, extra={**(config.extra or {}), "prefix": "com.made"})
+    )
+
+
+class Broken(ApplicationSession):
+    """Tries to register a procedure another component already holds: onJoin raises."""
+
+    @inlineCallbacks
+    def onJoin(self, details):
+        yield self.register(lambda: "mine", "com.example.hello")
+
+
+class LeavesAtOnce(ApplicationSession):
+    """A component that is done as soon as it has joined."""
+
+    def onJoin(self, details):
+        self.leave()
+
+
+class Printer(ApplicationSession):
+    """Prints on join: the text must reach the daemon's stdout."""
+
+    def onJoin(self, details):
+        print("printed by a component", flush=True)

@@ -1,0 +1,5 @@
+"""``python -m wampd``: the same as the ``wampd`` command."""
+
+from .cli import main
+
+main()
