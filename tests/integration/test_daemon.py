@@ -335,3 +335,31 @@ def test_logs_are_json_events_and_a_components_print_reaches_stdout(
     assert error_uri(call(crossbar.url(), REALM, "com.example.hello", ["x"])) == (
         "wamp.error.no_such_procedure"
     )
+
+
+def test_router_that_drops_every_session_at_once_spends_the_budget(
+    fake_router_factory: Callable[..., FakeRouter], launch: Launch
+) -> None:
+    """Sessions dropped before stable_after are one outage: delays grow, then exit 69."""
+    router = fake_router_factory(drop_after=0.1, drop_count=100)
+    daemon = launch(
+        router.url(),
+        reconnect={"max_retries": 2, "stable_after": 5.0, "initial_delay": 0.2, "max_delay": 5.0},
+    )
+    assert daemon.wait(30) == 69
+    assert len(daemon.events("session.joined")) == 3
+    delays = [e["delay"] for e in daemon.events("retry.scheduled")]
+    assert delays == [0.2, 0.4]
+    assert len(router.events("welcome")) == 3
+
+
+def test_every_outage_gets_a_full_budget(
+    fake_router_factory: Callable[..., FakeRouter], launch: Launch
+) -> None:
+    """Sessions that lasted stable_after end their outage: many drops never exhaust the budget."""
+    router = fake_router_factory(drop_after=1.0, drop_count=4)
+    daemon = launch(router.url(), reconnect={"max_retries": 1, "stable_after": 0.5})
+    daemon.wait_for("session.joined", count=5, timeout=40)
+    assert daemon.events("retries.exhausted") == []
+    assert [e["retry"] for e in daemon.events("retry.scheduled")] == [1, 1, 1, 1]
+    assert daemon.terminate() == 0

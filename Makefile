@@ -1,0 +1,14 @@
+# The two commands of the README, and their helpers. Everything is in scripts/.
+.PHONY: demo test restart-router call
+
+demo:            ## local Crossbar router + wampd hosting examples/hello.py
+	scripts/demo
+
+test:            ## virtualenvs, ruff, mypy and the whole test suite (real router included)
+	scripts/test
+
+restart-router:  ## while the demo runs: kill -9 the demo router and start it again
+	scripts/demo restart-router
+
+call:            ## while the demo runs: call com.example.hello like any WAMP client
+	scripts/demo call

@@ -1,0 +1,28 @@
+"""Entries for tests of entry loading (imported by name, never run against a router)."""
+
+from autobahn.twisted.wamp import Application, ApplicationSession, Session
+
+NOT_CALLABLE = 42
+
+
+class Plain(ApplicationSession):
+    pass
+
+
+class Snake(Session):
+    pass
+
+
+class NotASession:
+    pass
+
+
+app = Application()
+
+
+def make(config):
+    return Plain(config)
+
+
+class Namespace:
+    nested = Plain

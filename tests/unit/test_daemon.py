@@ -1,0 +1,100 @@
+"""How the daemon turns supervisor events into an exit status and a shutdown."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from twisted.internet.task import Clock
+
+from wampd.config import parse_config
+from wampd.daemon import Daemon
+from wampd.events import Event, State, names
+from wampd.logs import make_logger
+
+from .sample_entries import Plain
+
+
+def make_daemon(components: int = 2) -> tuple[Daemon, list[str], io.StringIO]:
+    config = parse_config(
+        {
+            "router": {"url": "ws://127.0.0.1:1/ws", "realm": "realm1"},
+            "component": [
+                {"name": f"c{i}", "entry": "tests.unit.sample_entries:Plain"}
+                for i in range(components)
+            ],
+        },
+        environ={},
+    )
+    stops: list[str] = []
+    out = io.StringIO()
+    daemon = Daemon(
+        config,
+        {f"c{i}": Plain for i in range(components)},
+        reactor=Clock(),
+        logger=make_logger(format="json", stream=out),
+        stop_reactor=lambda: stops.append("stop"),
+    )
+    return daemon, stops, out
+
+
+def event(component: str, name: str, previous: State, state: State) -> Event:
+    return Event(name=name, component=component, previous=previous, state=state, time=0.0)
+
+
+def logged(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_retries_exhausted_stops_the_daemon_with_69() -> None:
+    """One supervisor giving up ends the process with status 69, asked for once."""
+    daemon, stops, _ = make_daemon()
+    daemon.hub.emit(event("c0", names.RETRIES_EXHAUSTED, State.BACKOFF, State.FAILED))
+    daemon.hub.emit(event("c1", names.FATAL_ERROR, State.CONNECTING, State.FAILED))
+    assert daemon.exit_code == 69
+    assert stops == ["stop"]
+
+
+def test_fatal_rejection_stops_the_daemon_with_78() -> None:
+    """A fatal router rejection ends the process with status 78."""
+    daemon, stops, out = make_daemon()
+    daemon.hub.emit(event("c1", names.FATAL_ERROR, State.CONNECTING, State.FAILED))
+    assert daemon.exit_code == 78
+    assert stops == ["stop"]
+    stopping = [line for line in logged(out) if line["event"] == "daemon.stopping"]
+    assert stopping[0]["exit_code"] == 78
+
+
+def test_every_component_done_stops_with_0_only_when_all_are() -> None:
+    """The daemon ends by itself with status 0 once every component has left on its own."""
+    daemon, stops, _ = make_daemon()
+    daemon.startService = lambda: setattr(daemon, "running", 1)  # type: ignore[method-assign]
+    daemon.startService()
+    daemon.hub.emit(event("c0", names.SUPERVISOR_STOPPED, State.JOINED, State.STOPPED))
+    assert stops == []
+    daemon.hub.emit(event("c1", names.SUPERVISOR_STOPPED, State.JOINED, State.STOPPED))
+    assert stops == ["stop"]
+    assert daemon.exit_code == 0
+
+
+def test_shutdown_of_idle_supervisors_is_immediate_and_logged() -> None:
+    """Stopping supervisors that never connected finishes at once and logs daemon.stopped."""
+    daemon, _, out = make_daemon()
+    done = daemon.shutdown()
+    assert done.called
+    events = [line["event"] for line in logged(out)]
+    assert events.count("supervisor.stopped") == 2
+    assert events[-1] == "daemon.stopped"
+
+
+def test_signal_decides_the_reason_and_status_0() -> None:
+    """A stop request (SIGTERM) exits 0; later failures do not change the status."""
+    daemon, stops, out = make_daemon()
+    daemon.request_stop("SIGTERM")
+    daemon.hub.emit(event("c0", names.RETRIES_EXHAUSTED, State.BACKOFF, State.FAILED))
+    assert daemon.exit_code == 0
+    assert stops == ["stop"]
+    assert [line["reason"] for line in logged(out) if line["event"] == "daemon.stopping"] == [
+        "SIGTERM"
+    ]
