@@ -39,6 +39,8 @@ SHUTDOWN_AFTER = 600
 
 AGENT_AUTHID = "agent"
 AGENT_TICKET = "secret"
+CRA_AUTHID = "cra-agent"
+CRA_SECRET = "cra-secret"
 
 _NOISE_START = "A module that was compiled using NumPy 1.x"
 _NOISE_END = "AttributeError: _ARRAY_API not found"
@@ -70,8 +72,9 @@ def crossbar_bin() -> Path:
 
 def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
     """The node configuration: one router worker, ``realm`` with roles ``anonymous`` and
-    ``agent``, a web transport on 127.0.0.1:``port`` with ``/ws`` (anonymous) and ``/auth``
-    (ticket auth: principal ``agent``, ticket ``secret``, role ``agent``)."""
+    ``agent``, a web transport on 127.0.0.1:``port`` with ``/ws`` (anonymous), ``/auth``
+    (ticket auth: principal ``agent``, ticket ``secret``, role ``agent``) and ``/cra``
+    (WAMP-CRA: user ``cra-agent``, secret ``cra-secret``, role ``agent``)."""
     allow_all = {"call": True, "register": True, "publish": True, "subscribe": True}
     serializers = ["json", "msgpack", "cbor"]
     return {
@@ -128,6 +131,18 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
                                                 "ticket": AGENT_TICKET,
                                                 "role": "agent",
                                             }
+                                        },
+                                    }
+                                },
+                            },
+                            "cra": {
+                                "type": "websocket",
+                                "serializers": serializers,
+                                "auth": {
+                                    "wampcra": {
+                                        "type": "static",
+                                        "users": {
+                                            CRA_AUTHID: {"secret": CRA_SECRET, "role": "agent"}
                                         },
                                     }
                                 },

@@ -145,6 +145,13 @@ def build_factory(options: RouterOptions, reactor: Any) -> WebSocketServerFactor
             super().connectionMade()
 
         def onConnect(self, request: Any) -> str:
+            events.write(
+                "handshake",
+                self.conn,
+                path=request.path,
+                protocols=list(request.protocols),
+                headers=dict(request.headers),
+            )
             for proto in request.protocols:
                 if proto in serializers:
                     self.serializer = serializers[proto]

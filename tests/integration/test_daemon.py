@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from tests.harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
+from tests.harness.crossbar import (
+    AGENT_AUTHID,
+    AGENT_TICKET,
+    CRA_AUTHID,
+    CRA_SECRET,
+    CrossbarRouter,
+)
 from tests.harness.fake_router import FakeRouter
 from tests.harness.ports import free_port
 from tests.harness.silent_server import SilentServer
@@ -362,4 +368,48 @@ def test_every_outage_gets_a_full_budget(
     daemon.wait_for("session.joined", count=5, timeout=40)
     assert daemon.events("retries.exhausted") == []
     assert [e["retry"] for e in daemon.events("retry.scheduled")] == [1, 1, 1, 1]
+    assert daemon.terminate() == 0
+
+
+def test_wampcra_authentication_joins(crossbar: CrossbarRouter, launch: Launch) -> None:
+    """WAMP-CRA with the secret from a file joins; the secret never reaches the log."""
+    secret = crossbar.workdir / "cra-secret"
+    secret.write_text(CRA_SECRET + "\n")
+    secret.chmod(0o600)
+    daemon = launch(
+        crossbar.url("cra"),
+        router={"auth": {"method": "wampcra", "authid": CRA_AUTHID, "secret_file": str(secret)}},
+    )
+    daemon.wait_for("session.joined")
+    assert daemon.terminate() == 0
+    assert CRA_SECRET not in daemon.proc.output() + daemon.stderr()
+
+
+def test_sigterm_with_a_hung_router_still_exits_within_the_shutdown_timeout(
+    crossbar: CrossbarRouter, launch: Launch
+) -> None:
+    """GOODBYE cannot complete against a hung router: the connection is dropped in time."""
+    daemon = launch(crossbar.url(), shutdown=2.0, keepalive={"ping_interval": 30.0})
+    daemon.wait_for("session.joined")
+    crossbar.pause()
+    try:
+        started = time.monotonic()
+        assert daemon.terminate() == 0
+        assert time.monotonic() - started < 2.0 + 1.5
+    finally:
+        crossbar.resume()
+
+
+def test_serializers_and_headers_reach_the_router(
+    fake_router_factory: Callable[..., FakeRouter], launch: Launch
+) -> None:
+    """router.serializers limits the WAMP subprotocols offered; router.headers are sent."""
+    router = fake_router_factory()
+    daemon = launch(
+        router.url(), router={"serializers": ["json"], "headers": {"X-Edge-Id": "edge-7"}}
+    )
+    daemon.wait_for("session.joined")
+    handshake = router.wait_for("handshake")[0]
+    assert handshake["protocols"] == ["wamp.2.json"]
+    assert handshake["headers"].get("x-edge-id") == "edge-7"
     assert daemon.terminate() == 0
