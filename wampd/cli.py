@@ -96,6 +96,7 @@ def _search_path(config: Config) -> list[str]:
 
 def _run(config: Config, factories: Mapping[str, Any]) -> int:
     from twisted.internet import reactor as _reactor
+    from twisted.internet.error import CannotListenError
 
     from .daemon import Daemon
     from .logs import make_logger, start_logging
@@ -112,6 +113,19 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
         logger.warning("config.warning", warning=warning)
 
     daemon = Daemon(config, factories, reactor=reactor, logger=logger, stop_reactor=reactor.stop)
+    host, port = config.http.host, config.http.port
+    if port is not None:
+        try:
+            listening = reactor.listenTCP(port, daemon.site, interface=host or "")
+        except CannotListenError as e:
+            print(
+                f"wampd: config error: http.listen: cannot listen on {config.http.listen}: "
+                f"{e.socketError}",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        address = listening.getHost()
+        logger.info("http.listening", host=address.host, port=address.port)
 
     def on_signal(signum: int, frame: Any) -> None:
         reactor.callFromThread(daemon.request_stop, signal.Signals(signum).name)

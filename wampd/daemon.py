@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 
@@ -22,7 +23,10 @@ from .backoff import Backoff, Jitter
 from .config import ComponentSpec, Config
 from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED
 from .events import Event, EventHub, State, names
+from .health import Health
+from .http import make_site
 from .logs import EventLogger
+from .metrics import Metrics
 from .supervisor import RetryPolicy, Supervisor
 from .wamp import SessionFactory, TLSSettings, WampConnector, WampSettings
 
@@ -96,8 +100,15 @@ class Daemon(MultiService):
         self._states = {spec.name: State.IDLE for spec in config.components}
         self._stopping: str | None = None
         self.supervisors: dict[str, Supervisor] = {}
-        self.hub.subscribe(EventLogger(logger))
-        self.hub.subscribe(self._watch)
+        components = [spec.name for spec in config.components]
+        #: The daemon's own registry: only wampd's series, never the global registry's.
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, components)
+        self.health = Health(components)
+        #: The HTTP endpoints; the CLI decides where (if at all) they listen.
+        self.site = make_site(self.registry, self.health, reactor)
+        for consumer in (EventLogger(logger), self.metrics, self.health, self._watch):
+            self.hub.subscribe(consumer)
         policy = retry_policy(config)
         leave_timeout = max(0.1, config.shutdown.timeout * 0.8)
         for spec in config.components:

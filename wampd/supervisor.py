@@ -315,12 +315,19 @@ def _build() -> Callable[[_Core], _Inputs]:
         core.failures += 1
         if core.outage_since is None:
             core.outage_since = core.clock.seconds()
-        core.describe(problem)
         if isinstance(error, RetriesExhausted):
+            core.describe(problem)
             core.emit(names.RETRIES_EXHAUSTED, State.FAILED, error=str(error), retry=error.retries)
         else:
             assert isinstance(error, FatalRouterError)
-            core.emit(names.FATAL_ERROR, State.FAILED, reason=error.reason, error=str(error))
+            # Every attempt ends in exactly one event; this one's is fatal.error.
+            core.emit(
+                names.FATAL_ERROR,
+                State.FAILED,
+                url=problem.url,
+                reason=error.reason,
+                error=str(error),
+            )
         core.finish(error)
         return error
 

@@ -141,8 +141,8 @@ def test_fatal_rejection_stops_after_one_attempt() -> None:
     error = outcome(finished)
     assert isinstance(error, FatalRouterError)
     assert error.reason == "wamp.error.not_authorized"
-    assert rec.names == [names.CONNECT_ATTEMPT, names.CONNECT_FAILED, names.FATAL_ERROR]
-    assert rec.named(names.CONNECT_FAILED)[0].reason == "wamp.error.not_authorized"
+    assert rec.names == [names.CONNECT_ATTEMPT, names.FATAL_ERROR]
+    assert rec.named(names.FATAL_ERROR)[0].reason == "wamp.error.not_authorized"
 
 
 def test_empty_fatal_errors_make_rejections_transient() -> None:

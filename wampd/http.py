@@ -1,0 +1,159 @@
+"""The HTTP endpoints, served by ``twisted.web`` on the daemon's own reactor.
+
+``GET /metrics``  Prometheus text format, or OpenMetrics when the scraper asks for it.
+``GET /healthz``  liveness: 200 while the daemon works, 503 once it has given up.
+``GET /readyz``   readiness: 200 when every component is joined, else 503; JSON body with
+                  each component's state, since when, failures and next retry delay.
+``GET /``         a small HTML page linking the three.
+
+Anything else is 404, a method other than GET or HEAD is 405. Requests are not logged
+(a scraper every few seconds would drown the log).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, cast
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from twisted.web.http import HTTPChannel
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+from ._version import __version__
+from .health import Health
+
+__all__ = ["make_site"]
+
+
+_ALLOWED = (b"GET", b"HEAD")
+
+
+def _not_allowed(request: Request) -> bytes | None:
+    """A 405 answer for any method but GET and HEAD (Twisted's own is 501 for some)."""
+    if request.method in _ALLOWED:
+        return None
+    request.setResponseCode(405)
+    request.setHeader(b"allow", b", ".join(_ALLOWED))
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return b"405 Method Not Allowed: use GET or HEAD\n"
+
+
+class _Leaf(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        if request.postpath:  # /metrics/anything is not /metrics
+            return cast(bytes, cast(Any, notFound()).render(request))
+        refused = _not_allowed(request)
+        if refused is not None:
+            return refused
+        return cast(bytes, super().render(request))  # type: ignore[no-untyped-call]
+
+    def render_HEAD(self, request: Request) -> bytes:
+        self.render_GET(request)
+        return b""
+
+    def render_GET(self, request: Request) -> bytes:
+        raise NotImplementedError
+
+
+class _Metrics(_Leaf):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        accept = request.getHeader(b"accept")
+        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        return encoder(self._registry)
+
+
+class _Probe(_Leaf):
+    def __init__(self, health: Health, ready: bool) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._health = health
+        self._ready = ready
+
+    def render_GET(self, request: Request) -> bytes:
+        report = self._health.report()
+        ok = report["ready"] if self._ready else report["alive"]
+        request.setResponseCode(200 if ok else 503)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        body = {"status": "ok" if ok else "unavailable", **report}
+        return json.dumps(body, indent=2).encode("utf-8") + b"\n"
+
+
+_INDEX = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>wampd {version}</title></head>
+<body><h1>wampd {version}</h1>
+<ul>
+<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="/healthz">/healthz</a>: liveness</li>
+<li><a href="/readyz">/readyz</a>: readiness, with each component's state</li>
+</ul></body></html>
+"""
+
+
+class _Root(Resource):
+    def render(self, request: Request) -> bytes:
+        refused = _not_allowed(request)
+        if refused is not None:
+            return refused
+        return cast(bytes, super().render(request))  # type: ignore[no-untyped-call]
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        if path == b"":
+            return cast(IResource, self)  # "/" itself
+        return notFound()
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return _INDEX.format(version=html.escape(__version__)).encode("utf-8")
+
+    def render_HEAD(self, request: Request) -> bytes:
+        self.render_GET(request)
+        return b""
+
+
+class _Channel(HTTPChannel):
+    """HTTP/1.1 that answers a too-long request or header line, instead of hanging up."""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        cast(Any, self.transport).write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        self.loseConnection()  # type: ignore[no-untyped-call]
+
+
+class _QuietSite(Site):
+    """A Site that does not write an access log line per request."""
+
+    protocol = _Channel  # type: ignore[assignment]
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+def make_site(registry: CollectorRegistry, health: Health, reactor: Any = None) -> Site:
+    """The ``twisted.web`` site serving the endpoints above.
+
+    :param reactor: for the connections' timeouts (the global reactor when None).
+    """
+    root = _Root()  # type: ignore[no-untyped-call]
+    children = {
+        b"metrics": _Metrics(registry),
+        b"healthz": _Probe(health, ready=False),
+        b"readyz": _Probe(health, ready=True),
+    }
+    for path, child in children.items():
+        root.putChild(path, cast(IResource, child))
+    site = _QuietSite(root, reactor=reactor)  # type: ignore[no-untyped-call]
+    site.displayTracebacks = False
+    return site

@@ -1,0 +1,173 @@
+"""Prometheus metrics: a consumer of the supervisor event stream.
+
+:class:`Metrics` registers every series in a ``CollectorRegistry`` the daemon owns (never
+the global one) and creates each per-component series at start-up, counters at 0, so a
+dashboard never shows "no data" for a session that has not failed yet. Label values are
+bounded: components are configured, states are the state machine's, outcomes are
+``success``/``failure``/``fatal``, and leave reasons not in :data:`LEAVE_REASONS` count as
+``other``.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable
+
+import autobahn
+import twisted
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ._version import __version__
+from .events import Event, State, names
+
+__all__ = ["LEAVE_REASONS", "Metrics"]
+
+#: The close reasons counted under their own label; anything else is ``other``.
+LEAVE_REASONS = (
+    "wamp.close.normal",
+    "wamp.close.goodbye_and_out",
+    "wamp.close.system_shutdown",
+    "wamp.close.close_realm",
+    "wamp.close.killed",
+    "wamp.close.transport_lost",
+    "wampd.close.component_error",
+    "other",
+)
+
+OUTCOMES = ("success", "failure", "fatal")
+
+CONNECT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OUTAGE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+class Metrics:
+    """Keeps the series of :mod:`wampd.metrics` up to date from supervisor events."""
+
+    def __init__(self, registry: CollectorRegistry, components: Iterable[str]) -> None:
+        self.registry = registry
+        r = registry
+        self.build_info = Gauge(
+            "wampd_build_info",
+            "wampd's build: always 1, the versions are labels.",
+            ["version", "autobahn_version", "twisted_version", "python_version"],
+            registry=r,
+        )
+        self.state = Gauge(
+            "wampd_session_state",
+            "1 for the state each supervised session is in, 0 for the others.",
+            ["component", "state"],
+            registry=r,
+        )
+        self.up = Gauge(
+            "wampd_session_up",
+            "1 when the session is joined to its realm.",
+            ["component"],
+            registry=r,
+        )
+        self.joins = Counter(
+            "wampd_session_joins", "Sessions that joined.", ["component"], registry=r
+        )
+        self.leaves = Counter(
+            "wampd_session_leaves",
+            "Sessions that ended, by WAMP close reason.",
+            ["component", "reason"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "wampd_connect_attempts",
+            "Finished connection attempts by outcome (success, failure, fatal).",
+            ["component", "outcome"],
+            registry=r,
+        )
+        self.retry_delay = Gauge(
+            "wampd_retry_delay_seconds",
+            "Delay of the retry now scheduled; 0 when none is.",
+            ["component"],
+            registry=r,
+        )
+        self.failures = Gauge(
+            "wampd_consecutive_failures",
+            "Failures in the current outage (0 when there is none).",
+            ["component"],
+            registry=r,
+        )
+        self.last_join = Gauge(
+            "wampd_last_join_timestamp_seconds",
+            "Unix time of the last join (0 before the first).",
+            ["component"],
+            registry=r,
+        )
+        self.connect_duration = Histogram(
+            "wampd_connect_duration_seconds",
+            "Seconds from the start of an attempt to the join.",
+            ["component"],
+            buckets=CONNECT_BUCKETS,
+            registry=r,
+        )
+        self.outage_duration = Histogram(
+            "wampd_outage_duration_seconds",
+            "Seconds from the start of an outage to the join that ended it.",
+            ["component"],
+            buckets=OUTAGE_BUCKETS,
+            registry=r,
+        )
+        self.keepalive_timeouts = Counter(
+            "wampd_keepalive_timeouts",
+            "Connections dropped because a keepalive PONG did not come back in time.",
+            ["component"],
+            registry=r,
+        )
+        self.build_info.labels(
+            __version__,
+            getattr(autobahn, "__version__", "unknown"),
+            twisted.__version__,
+            platform.python_version(),
+        ).set(1)
+        for component in components:
+            self._create(component)
+
+    def _create(self, component: str) -> None:
+        for state in State:
+            self.state.labels(component, state.value).set(1 if state is State.IDLE else 0)
+        self.up.labels(component).set(0)
+        self.joins.labels(component)
+        for reason in LEAVE_REASONS:
+            self.leaves.labels(component, reason)
+        for outcome in OUTCOMES:
+            self.attempts.labels(component, outcome)
+        self.retry_delay.labels(component).set(0)
+        self.failures.labels(component).set(0)
+        self.last_join.labels(component).set(0)
+        self.connect_duration.labels(component)
+        self.outage_duration.labels(component)
+        self.keepalive_timeouts.labels(component)
+
+    def __call__(self, event: Event) -> None:
+        c = event.component
+        self.failures.labels(c).set(event.failures)
+        if event.changed:
+            self.state.labels(c, event.previous.value).set(0)
+            self.state.labels(c, event.state.value).set(1)
+            self.up.labels(c).set(1 if event.state is State.JOINED else 0)
+            if event.state is not State.BACKOFF:
+                self.retry_delay.labels(c).set(0)
+        name = event.name
+        if name == names.SESSION_JOINED:
+            self.joins.labels(c).inc()
+            self.attempts.labels(c, "success").inc()
+            self.last_join.labels(c).set(event.time)
+            if event.connect_duration is not None:
+                self.connect_duration.labels(c).observe(event.connect_duration)
+            if event.outage_duration is not None:
+                self.outage_duration.labels(c).observe(event.outage_duration)
+        elif name == names.CONNECT_FAILED:
+            self.attempts.labels(c, "failure").inc()
+        elif name == names.FATAL_ERROR:
+            self.attempts.labels(c, "fatal").inc()
+        elif name == names.SESSION_LEFT:
+            reason = event.reason if event.reason in LEAVE_REASONS else "other"
+            self.leaves.labels(c, reason).inc()
+        elif name == names.RETRY_SCHEDULED:
+            self.retry_delay.labels(c).set(event.delay or 0)
+        elif name == names.KEEPALIVE_TIMEOUT:
+            self.keepalive_timeouts.labels(c).inc()
