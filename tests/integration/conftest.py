@@ -23,6 +23,8 @@ from tests.harness.crossbar import CrossbarRouter, crossbar_bin
 from tests.harness.fake_router import FakeRouter
 from tests.harness.silent_server import SilentServer
 
+from .wampd_proc import FAST, HELLO, REALM, Launch, WampdProcess, write_config
+
 _HERE = Path(__file__).resolve().parent
 
 CrossbarFactory = Callable[..., CrossbarRouter]
@@ -163,3 +165,45 @@ def silent_server() -> Iterator[SilentServer]:
     """A started SilentServer (accepts, never answers), closed at teardown."""
     with SilentServer() as server:
         yield server
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """Start ``wampd run`` with a generated config; killed at teardown if still running.
+
+    ``launch(url, components=..., reconnect=..., keepalive=..., router=..., shutdown=...,
+    env=..., http="127.0.0.1:PORT")``; the HTTP listener is off unless ``http`` is given.
+    """
+    started: list[WampdProcess] = []
+
+    def start(
+        url: str | list[str],
+        *,
+        components: list[dict[str, Any]] | None = None,
+        reconnect: dict[str, Any] | None = None,
+        keepalive: dict[str, Any] | None = None,
+        router: dict[str, Any] | None = None,
+        shutdown: float = 5.0,
+        env: dict[str, str] | None = None,
+        http: str = "",
+    ) -> WampdProcess:
+        n = len(started) + 1
+        config = write_config(
+            tmp_path / f"wampd-{n}.toml",
+            {
+                "router": {"url": url, "realm": REALM, **(router or {})},
+                "reconnect": {**FAST, **(reconnect or {})},
+                "keepalive": {"ping_interval": 5.0, "ping_timeout": 5.0, **(keepalive or {})},
+                "http": {"listen": http},
+                "log": {"format": "json", "level": "info"},
+                "shutdown": {"timeout": shutdown},
+            },
+            components or [HELLO],
+        )
+        daemon = WampdProcess(tmp_path / f"wampd-{n}", config, env).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()

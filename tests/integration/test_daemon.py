@@ -7,11 +7,9 @@ events; a plain WAMP client (tests.harness.wamp_call) checks what users would ch
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.harness.crossbar import (
     AGENT_AUTHID,
@@ -25,50 +23,7 @@ from tests.harness.ports import free_port
 from tests.harness.silent_server import SilentServer
 from tests.harness.wamp_call import call, call_result, call_until_ok, error_uri
 
-from .wampd_proc import WampdProcess, write_config
-
-REALM = "realm1"
-HELLO = {"name": "hello", "entry": "tests.integration.components:Hello"}
-FAST = {"initial_delay": 0.2, "max_delay": 1.0, "growth": 2.0, "jitter": "none"}
-
-Launch = Callable[..., WampdProcess]
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
-    """Start ``wampd run`` with a generated config; killed at teardown if still running."""
-    started: list[WampdProcess] = []
-
-    def start(
-        url: str | list[str],
-        *,
-        components: list[dict[str, Any]] | None = None,
-        reconnect: dict[str, Any] | None = None,
-        keepalive: dict[str, Any] | None = None,
-        router: dict[str, Any] | None = None,
-        shutdown: float = 5.0,
-        env: dict[str, str] | None = None,
-    ) -> WampdProcess:
-        n = len(started) + 1
-        config = write_config(
-            tmp_path / f"wampd-{n}.toml",
-            {
-                "router": {"url": url, "realm": REALM, **(router or {})},
-                "reconnect": {**FAST, **(reconnect or {})},
-                "keepalive": {"ping_interval": 5.0, "ping_timeout": 5.0, **(keepalive or {})},
-                "http": {"listen": ""},
-                "log": {"format": "json", "level": "info"},
-                "shutdown": {"timeout": shutdown},
-            },
-            components or [HELLO],
-        )
-        daemon = WampdProcess(tmp_path / f"wampd-{n}", config, env).start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
+from .wampd_proc import HELLO, REALM, Launch
 
 
 def hello(router: CrossbarRouter, who: str = "wampd") -> Any:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.harness.procs import REPO_ROOT, Proc, harness_env
 
 POLL = 0.05
+REALM = "realm1"
+HELLO = {"name": "hello", "entry": "tests.integration.components:Hello"}
+FAST = {"initial_delay": 0.2, "max_delay": 1.0, "growth": 2.0, "jitter": "none"}
 
 
 def toml_value(value: Any) -> str:
@@ -114,3 +118,6 @@ class WampdProcess:
     def stop(self) -> None:
         if self.proc.running:
             self.proc.kill()
+
+
+Launch = Callable[..., WampdProcess]

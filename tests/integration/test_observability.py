@@ -1,0 +1,199 @@
+"""Metrics and probes of a live ``wampd run`` against a real Crossbar router."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness.crossbar import CrossbarRouter
+from tests.harness.ports import free_port
+
+from .wampd_proc import Launch, WampdProcess
+
+
+def fetch(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    status, body = fetch(port, "/metrics")
+    assert status == 200
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def sample(samples: dict, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+
+
+def up(port: int) -> float:
+    return sample(scrape(port), "wampd_session_up", component="hello")
+
+
+def start_with_http(launch: Launch, url: str, **kw: Any) -> tuple[WampdProcess, int]:
+    port = free_port()
+    daemon = launch(url, http=f"127.0.0.1:{port}", **kw)
+    daemon.wait_for("http.listening")
+    return daemon, port
+
+
+def test_a_scrape_tells_the_whole_story_of_a_router_restart(
+    crossbar_factory: Callable[..., CrossbarRouter], launch: Launch
+) -> None:
+    """Down at start, up, killed, back: probes and series say so at each step."""
+    router = crossbar_factory(free_port(), start=False)
+    daemon, port = start_with_http(launch, router.url(), reconnect={"max_delay": 0.5})
+
+    daemon.wait_for("connect.failed")
+    assert fetch(port, "/healthz")[0] == 200
+    status, body = fetch(port, "/readyz")
+    assert status == 503
+    assert json.loads(body)["components"]["hello"]["state"] in ("connecting", "backoff")
+    samples = scrape(port)
+    assert sample(samples, "wampd_session_up", component="hello") == 0
+    assert (
+        sample(samples, "wampd_connect_attempts_total", component="hello", outcome="failure") >= 1
+    )
+
+    router.start()
+    wait_until(lambda: up(port) == 1, 30, "wampd_session_up == 1")
+    assert fetch(port, "/readyz")[0] == 200
+    samples = scrape(port)
+    assert sample(samples, "wampd_session_joins_total", component="hello") == 1
+    assert sample(samples, "wampd_session_state", component="hello", state="joined") == 1
+    assert sample(samples, "wampd_outage_duration_seconds_count", component="hello") == 1
+    assert sample(samples, "wampd_last_join_timestamp_seconds", component="hello") > 1e9
+
+    router.kill()
+    daemon.wait_for("retry.scheduled", count=1, previous="joined")
+    samples = scrape(port)
+    assert sample(samples, "wampd_session_up", component="hello") == 0
+    assert (
+        sample(
+            samples,
+            "wampd_session_leaves_total",
+            component="hello",
+            reason="wamp.close.transport_lost",
+        )
+        == 1
+    )
+    assert fetch(port, "/healthz")[0] == 200  # an outage is no reason to restart the pod
+    assert fetch(port, "/readyz")[0] == 503
+
+    def waiting() -> bool:
+        s = scrape(port)
+        return (
+            sample(s, "wampd_retry_delay_seconds", component="hello") > 0
+            and sample(s, "wampd_consecutive_failures", component="hello") >= 1
+        )
+
+    wait_until(waiting, 10, "a retry delay and failures while the router is down")
+
+    router.restart()
+    wait_until(lambda: up(port) == 1, 30, "up again after the restart")
+    samples = scrape(port)
+    assert sample(samples, "wampd_session_joins_total", component="hello") == 2
+    assert sample(samples, "wampd_outage_duration_seconds_count", component="hello") == 2
+    assert sample(samples, "wampd_retry_delay_seconds", component="hello") == 0
+    assert daemon.terminate() == 0
+
+
+def test_keepalive_timeout_is_counted(crossbar: CrossbarRouter, launch: Launch) -> None:
+    """A hung router shows up as a counted keepalive timeout and the session down."""
+    daemon, port = start_with_http(
+        launch, crossbar.url(), keepalive={"ping_interval": 1.0, "ping_timeout": 1.0}
+    )
+    daemon.wait_for("session.joined")
+    crossbar.pause()
+    try:
+        daemon.wait_for("keepalive.timeout", timeout=10)
+        samples = scrape(port)
+        assert sample(samples, "wampd_keepalive_timeouts_total", component="hello") == 1
+        assert sample(samples, "wampd_session_up", component="hello") == 0
+    finally:
+        crossbar.resume()
+    assert daemon.terminate() == 0
+
+
+def test_promtool_finds_nothing_to_lint_in_a_live_scrape(
+    crossbar: CrossbarRouter, launch: Launch
+) -> None:
+    """promtool check metrics on a real scrape reports no problem."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/bootstrap installs Debian's prometheus package"
+    daemon, port = start_with_http(launch, crossbar.url())
+    daemon.wait_for("session.joined")
+    _, body = fetch(port, "/metrics")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], check=False, input=body, capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
+    assert result.stdout.decode().strip() == ""
+    assert result.stderr.decode().strip() == ""
+    assert daemon.terminate() == 0
+
+
+def test_bad_requests_get_4xx_and_the_listener_keeps_serving(launch: Launch) -> None:
+    """Wrong paths, methods, huge headers and garbage: 4xx or a closed socket, never a crash."""
+    daemon, port = start_with_http(launch, f"ws://127.0.0.1:{free_port()}/ws")
+    for path in ("/nope", "/metrics/x", "/..%2f..%2fetc/passwd", "/" + "a" * 5000):
+        assert fetch(port, path)[0] == 404, path
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+        assert fetch(port, "/metrics", method)[0] == 405, method
+
+    def raw(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    assert raw(huge).startswith(b"HTTP/1.1 431")
+    many = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 5000 + b"\r\n"
+    assert raw(many).startswith(b"HTTP/1.1 400")
+    raw(b"\x00\xff garbage that is not HTTP\r\n\r\n")
+    raw(b"GET / HTTP/9.9\r\n\r\n")
+
+    assert fetch(port, "/healthz")[0] == 200
+    assert daemon.proc.running
+    assert daemon.events("twisted.log", level="critical") == []
+    assert daemon.terminate() == 0
+
+
+def test_http_port_in_use_is_a_configuration_error(launch: Launch) -> None:
+    """A listen address that cannot be bound exits 2 with one line naming http.listen."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = launch(f"ws://127.0.0.1:{free_port()}/ws", http=f"127.0.0.1:{port}")
+        assert daemon.wait(20) == 2
+    assert "http.listen: cannot listen on" in daemon.stderr()
