@@ -6,10 +6,15 @@ import io
 import json
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, LogPublisher
 
-from wampd.events import Event, State, names
+from wampd.backoff import Backoff
+from wampd.events import Event, EventHub, State, names
 from wampd.logs import EventLogger, TwistedBridge, make_logger
+from wampd.supervisor import RetryPolicy, Supervisor
+
+from .fakes import FakeConnector, Recorder
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -123,3 +128,40 @@ def test_bridge_respects_level() -> None:
     bridge({"log_level": LogLevel.warn, "log_format": "w", "log_namespace": "n"})
     bridge({"log_level": LogLevel.error, "log_format": "e", "log_namespace": "n"})
     assert [line["message"] for line in lines(out)] == ["e"]
+
+
+def test_each_state_change_is_logged_exactly_once_with_the_metric_fields() -> None:
+    """Driving a supervisor through an outage logs one line per event, fields included."""
+    out = io.StringIO()
+    hub = EventHub()
+    recorder = Recorder(hub)
+    hub.subscribe(EventLogger(make_logger(format="json", stream=out)))
+    clock, connector = Clock(), FakeConnector()
+    supervisor = Supervisor(
+        "c",
+        connector,
+        ["ws://127.0.0.1:1/ws"],
+        policy=RetryPolicy(backoff=Backoff()),
+        clock=clock,
+        hub=hub,
+        rand=lambda: 0.5,
+    )
+    supervisor.startService()
+    connector.refuse()
+    clock.advance(10)
+    link = connector.join()
+    clock.advance(10)
+    link.lose()
+    clock.advance(10)
+    supervisor.stopService()
+
+    logged = lines(out)
+    assert [line["event"] for line in logged] == recorder.names
+    changes = [(e.previous.value, e.state.value) for e in recorder.events if e.changed]
+    logged_changes = [
+        (line["previous"], line["state"]) for line in logged if line["previous"] != line["state"]
+    ]
+    assert logged_changes == changes
+    for line, event in zip(logged, recorder.events, strict=True):
+        assert line["failures"] == event.failures
+        assert line["component"] == "c"
