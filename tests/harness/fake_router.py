@@ -91,11 +91,15 @@ class RouterOptions:
         drop_after: float | None = None,
         drop_count: int | None = None,
         abort_reason: str | None = None,
+        misbehave: str | None = None,
     ) -> None:
         self.events = events
         self.drop_after = drop_after
         self.drop_count = drop_count
         self.abort_reason = abort_reason
+        #: "garbage": answer HELLO with bytes that are no WAMP message;
+        #: "bad-welcome": answer it with a WELCOME whose session id is not an integer.
+        self.misbehave = misbehave
         self.connections = 0
         self.sessions = 0
         self.ids = 0
@@ -234,6 +238,14 @@ def build_factory(options: RouterOptions, reactor: Any) -> WebSocketServerFactor
                 roles=sorted((details.get("roles") or {}).keys()),
                 serializer=self.serializer.NAME,
             )
+            if options.misbehave == "garbage":
+                events.write("misbehave", self.conn, mode="garbage")
+                self.sendMessage(b"\x00\xffthis is not a WAMP message", isBinary=False)  # type: ignore[no-untyped-call]
+                return
+            if options.misbehave == "bad-welcome":
+                events.write("misbehave", self.conn, mode="bad-welcome")
+                self.send([WELCOME, "not-a-session-id", "not-a-dict"])
+                return
             if options.abort_reason:
                 events.write("abort", self.conn, reason=options.abort_reason)
                 message = f"fake router aborts: {options.abort_reason}"
@@ -289,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-after", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--drop-count", type=int, default=None, metavar="N")
     parser.add_argument("--abort-reason", default=None, metavar="URI")
+    parser.add_argument("--misbehave", choices=["garbage", "bad-welcome"], default=None)
     parser.add_argument(
         "--max-lifetime", type=float, default=600.0, help="exit after this many seconds"
     )
@@ -306,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         drop_after=args.drop_after,
         drop_count=args.drop_count,
         abort_reason=args.abort_reason,
+        misbehave=args.misbehave,
     )
     listening = reactor.listenTCP(args.port, build_factory(options, reactor), interface=HOST)
     port = listening.getHost().port
@@ -336,8 +350,10 @@ class FakeRouter:
         drop_after: float | None = None,
         drop_count: int | None = None,
         abort_reason: str | None = None,
+        misbehave: str | None = None,
         max_lifetime: float = 600.0,
     ) -> None:
+        self.misbehave = misbehave
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port: int = port if port is not None else free_port()
@@ -362,6 +378,8 @@ class FakeRouter:
             args += ["--drop-count", str(self.drop_count)]
         if self.abort_reason is not None:
             args += ["--abort-reason", self.abort_reason]
+        if self.misbehave is not None:
+            args += ["--misbehave", self.misbehave]
         args += ["--max-lifetime", str(self.max_lifetime)]
         return python_module("tests.harness.fake_router", *args)
 

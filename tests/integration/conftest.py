@@ -142,6 +142,7 @@ def fake_router_factory(
         drop_after: float | None = None,
         drop_count: int | None = None,
         abort_reason: str | None = None,
+        misbehave: str | None = None,
         start: bool = True,
     ) -> FakeRouter:
         router = FakeRouter(
@@ -150,6 +151,7 @@ def fake_router_factory(
             drop_after=drop_after,
             drop_count=drop_count,
             abort_reason=abort_reason,
+            misbehave=misbehave,
         )
         routers.append(router)
         if start:
