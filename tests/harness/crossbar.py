@@ -77,6 +77,10 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
     (WAMP-CRA: user ``cra-agent``, secret ``cra-secret``, role ``agent``)."""
     allow_all = {"call": True, "register": True, "publish": True, "subscribe": True}
     serializers = ["json", "msgpack", "cbor"]
+    # The router pings its clients too, so the session of a client whose link died
+    # without a FIN (and the registrations it holds) is cleaned up within seconds, as a
+    # production router should be configured to do.
+    options = {"auto_ping_interval": 1000, "auto_ping_timeout": 2000}
     return {
         "version": 2,
         "controller": {},
@@ -119,10 +123,15 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
                         "type": "web",
                         "endpoint": {"type": "tcp", "interface": HOST, "port": port},
                         "paths": {
-                            "ws": {"type": "websocket", "serializers": serializers},
+                            "ws": {
+                                "type": "websocket",
+                                "serializers": serializers,
+                                "options": options,
+                            },
                             "auth": {
                                 "type": "websocket",
                                 "serializers": serializers,
+                                "options": options,
                                 "auth": {
                                     "ticket": {
                                         "type": "static",
@@ -138,6 +147,7 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
                             "cra": {
                                 "type": "websocket",
                                 "serializers": serializers,
+                                "options": options,
                                 "auth": {
                                     "wampcra": {
                                         "type": "static",

@@ -1,0 +1,395 @@
+"""The Prometheus rules and the Grafana dashboard: promtool's checks, and only real series.
+
+``promtool`` (Debian's ``prometheus`` package, installed by ``scripts/bootstrap``) lints the
+scrape config and the rules and runs the rules' unit tests; a missing promtool fails the
+tests (never skips them). The static tests parse every expression of the rules and of the
+dashboard and check each metric, label and label value against what
+:class:`wampd.metrics.Metrics` really registers, so a renamed series cannot leave a silent
+"no data" panel or an alert that can never fire.
+
+The helpers here (:func:`rule_exprs`, :func:`dashboard_exprs`, ...) are shared with
+``tests/integration/test_prometheus_grafana.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from wampd.events import State
+from wampd.metrics import LEAVE_REASONS, OUTCOMES, Metrics
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+RULES = PROMETHEUS_DIR / "wampd-rules.yml"
+RULES_TESTS = PROMETHEUS_DIR / "wampd-rules.test.yml"
+DASHBOARD = REPO_ROOT / "grafana" / "dashboards" / "wampd.json"
+GRAFANA_PROVISIONING = REPO_ROOT / "grafana" / "provisioning"
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+SEVERITIES = {"critical", "warning", "info"}
+#: Labels Prometheus adds to every scraped series (target labels).
+TARGET_LABELS = {"job", "instance"}
+#: Alerts about the scrape target itself: no component label exists on them.
+TARGET_ALERTS = {"WampdTargetDown", "WampdTargetAbsent"}
+
+_METRIC = re.compile(r"(?<![A-Za-z0-9_:])wampd_[a-z_]+")
+_SELECTOR = re.compile(r"(?<![A-Za-z0-9_:])(wampd_[a-z_]+)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+_RECORD_NAME = re.compile(r"^[a-z_]+:(wampd_[a-z_]+):[a-z0-9_]+$")
+
+
+# -- shared helpers ----------------------------------------------------------------------
+
+
+def promtool() -> str:
+    """Path of ``promtool``; FAILS the test with the install hint when it is missing."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool is missing: install Debian's prometheus package "
+            "(scripts/bootstrap does it when run as root: apt-get install prometheus)",
+            pytrace=False,
+        )
+    return path
+
+
+def load_rules() -> list[dict[str, Any]]:
+    """Every rule (alerting and recording) of ``wampd-rules.yml``, in file order."""
+    data = yaml.safe_load(RULES.read_text())
+    return [rule for group in data["groups"] for rule in group["rules"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rule in load_rules() if "alert" in rule]
+
+
+def rule_exprs() -> dict[str, str]:
+    """``{alert or record name: expr}`` for every rule."""
+    return {rule.get("alert") or rule["record"]: rule["expr"] for rule in load_rules()}
+
+
+def load_dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return data
+
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including the ones nested in (collapsed) rows."""
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def dashboard_exprs(dashboard: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """``(panel title / refId, expr)`` for every query of every panel."""
+    dashboard = dashboard or load_dashboard()
+    return [
+        (f"{panel['title']} / {target['refId']}", target["expr"])
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+    ]
+
+
+def variable_queries(dashboard: dict[str, Any] | None = None) -> dict[str, str]:
+    """``{name: label_values(...) query}`` of the dashboard's query variables."""
+    dashboard = dashboard or load_dashboard()
+    return {
+        var["name"]: var["query"]
+        for var in dashboard["templating"]["list"]
+        if var["type"] == "query"
+    }
+
+
+def exported() -> dict[str, set[str]]:
+    """``{series name: label names}`` of what wampd exports, as Prometheus stores it.
+
+    From the metric families ``Metrics`` registers: a counter family ``x`` (prometheus_client
+    strips ``_total`` from counter family names) is the series ``x_total``; a histogram
+    ``x`` is ``x_bucket`` (with ``le``), ``x_sum`` and ``x_count``, never ``x`` itself.
+    ``_created`` series are left out: they are not part of wampd's documented metrics.
+    """
+    registry = CollectorRegistry()
+    Metrics(registry, ["x"])
+    series: dict[str, set[str]] = {}
+    for family in registry.collect():
+        labels = {k for s in family.samples for k in s.labels if k != "le"}
+        if family.type == "counter":
+            series[f"{family.name}_total"] = labels
+        elif family.type == "histogram":
+            series[f"{family.name}_bucket"] = labels | {"le"}
+            series[f"{family.name}_sum"] = set(labels)
+            series[f"{family.name}_count"] = set(labels)
+        else:
+            series[family.name] = labels
+        sample_names = {s.name for s in family.samples if not s.name.endswith("_created")}
+        names = {n for n in series if n == family.name or n.startswith(family.name + "_")}
+        assert sample_names <= names, (family.name, sample_names, names)
+    return series
+
+
+def label_values() -> dict[str, set[str]]:
+    """The values wampd itself gives to its bounded labels."""
+    return {
+        "state": {s.value for s in State},
+        "outcome": set(OUTCOMES),
+        "reason": set(LEAVE_REASONS),
+    }
+
+
+def problems_in(where: str, expr: str, series: dict[str, set[str]]) -> list[str]:
+    """What is wrong with the wampd series ``expr`` selects: unknown names, labels, values."""
+    found: list[str] = []
+    for name in _METRIC.findall(expr):
+        if name not in series:
+            found.append(f"{where}: {name} is not a series wampd exports")
+    values = label_values()
+    for name, matchers in _SELECTOR.findall(expr):
+        for label, op, value in _MATCHER.findall(matchers):
+            if name in series and label not in series[name] | TARGET_LABELS:
+                found.append(f"{where}: {name} has no label {label!r}")
+            if op == "=" and label in values and value not in values[label]:
+                found.append(f"{where}: {name}{{{label}={value!r}}} never exists")
+    return found
+
+
+# -- promtool ----------------------------------------------------------------------------
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool(), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_promtool_check_rules_accepts_the_rules() -> None:
+    """The rule file parses and every expression is valid PromQL (promtool check rules)."""
+    result = run_promtool("check", "rules", str(RULES.relative_to(REPO_ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    """Each alert fires (and stays quiet) exactly as wampd-rules.test.yml expects."""
+    result = run_promtool("test", "rules", str(RULES_TESTS.relative_to(REPO_ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_check_config_accepts_the_example_config() -> None:
+    """The example prometheus.yml is valid and finds its rule file (path relative to it)."""
+    result = run_promtool("check", "config", str(PROMETHEUS_CONFIG.relative_to(REPO_ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 rule files found" in result.stdout
+
+
+def test_example_config_scrapes_wampd_on_its_default_address() -> None:
+    """The example scrape job is the one the rules and the dashboard expect."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == [RULES.name]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "wampd"
+    assert job["scrape_interval"] == "15s"
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9100"]
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+def test_rules_use_only_series_wampd_exports() -> None:
+    """Every wampd metric, label and label value in the rules exists (plus Prometheus' up)."""
+    series = exported()
+    found = [p for name, expr in rule_exprs().items() for p in problems_in(name, expr, series)]
+    assert found == []
+    for name, expr in rule_exprs().items():
+        selected = set(re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{", expr))
+        assert selected <= set(series) | {"up"}, (name, selected)
+
+
+def test_recording_rules_are_named_after_wampd_series() -> None:
+    """Recorded names follow level:metric:operations with a real wampd metric."""
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in exported()}
+    records = [rule["record"] for rule in load_rules() if "record" in rule]
+    assert records
+    for record in records:
+        match = _RECORD_NAME.match(record)
+        assert match, f"{record}: not level:metric:operations"
+        assert match.group(1) in families, record
+
+
+def test_every_alert_has_for_severity_summary_and_description() -> None:
+    """Each alert waits (for:), says how bad it is, and names the component it is about."""
+    alerts = alert_rules()
+    assert {a["alert"] for a in alerts} == {
+        "WampdSessionDown",
+        "WampdSessionFlapping",
+        "WampdRetryingForLong",
+        "WampdTargetDown",
+        "WampdTargetAbsent",
+        "WampdGaveUp",
+        "WampdKeepaliveTimeouts",
+    }
+    for alert in alerts:
+        name = alert["alert"]
+        assert "for" in alert, name
+        assert alert["labels"]["severity"] in SEVERITIES, name
+        annotations = alert["annotations"]
+        assert annotations["summary"].strip() and annotations["description"].strip(), name
+        if name not in TARGET_ALERTS:
+            assert "{{ $labels.component }}" in annotations["summary"], name
+            assert "{{ $labels.component }}" in annotations["description"], name
+
+
+def test_session_down_spares_a_session_stopped_on_purpose() -> None:
+    """WampdSessionDown excludes state="stopped" (the promtool tests prove it works)."""
+    (rule,) = [a for a in alert_rules() if a["alert"] == "WampdSessionDown"]
+    assert 'wampd_session_state{state="stopped"}' in rule["expr"]
+    assert "unless" in rule["expr"]
+
+
+def test_every_alert_has_a_firing_promtool_test() -> None:
+    """wampd-rules.test.yml expects each alert to fire at least once, and tests every
+    alert's quiet case too (an empty exp_alerts)."""
+    tests = yaml.safe_load(RULES_TESTS.read_text())
+    assert tests["rule_files"] == [RULES.name]
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for test in tests["tests"]:
+        for case in test.get("alert_rule_test", []):
+            (fired if case["exp_alerts"] else quiet).add(case["alertname"])
+    names = {a["alert"] for a in alert_rules()}
+    assert fired == names
+    assert quiet == names
+    recorded = {
+        case["expr"].split()[0]
+        for test in tests["tests"]
+        for case in test.get("promql_expr_test", [])
+    }
+    assert recorded == {rule["record"] for rule in load_rules() if "record" in rule}
+
+
+# -- the dashboard -----------------------------------------------------------------------
+
+
+def test_dashboard_queries_use_only_series_wampd_exports() -> None:
+    """Every panel and variable query selects real wampd series, labels and label values."""
+    series = exported()
+    exprs = dashboard_exprs() + list(variable_queries().items())
+    assert len(exprs) >= 10
+    found = [p for where, expr in exprs for p in problems_in(where, expr, series)]
+    assert found == []
+    used = {name for _, expr in exprs for name in _METRIC.findall(expr)}
+    unused = (
+        set(series)
+        - used
+        - {
+            # _sum of the histograms: the panels show quantiles from _bucket, not means.
+            "wampd_connect_duration_seconds_sum",
+            "wampd_connect_duration_seconds_count",
+            "wampd_outage_duration_seconds_sum",
+            "wampd_outage_duration_seconds_count",
+        }
+    )
+    assert unused == set(), "series no panel shows"
+
+
+def test_dashboard_filters_by_component() -> None:
+    """Each per-component query honours the component variable (build info has none)."""
+    series = exported()
+    for where, expr in dashboard_exprs():
+        for name, matchers in _SELECTOR.findall(expr):
+            if "component" in series[name]:
+                assert 'component=~"$component"' in matchers, (where, name)
+        for name in _METRIC.findall(expr):
+            if "component" in series[name]:
+                assert f"{name}{{" in expr, f"{where}: {name} without a component matcher"
+
+
+def test_dashboard_has_its_variables_and_no_import_placeholders() -> None:
+    """Provisioned or imported, the dashboard needs no ${DS_...} input: a datasource
+    variable feeds every panel, query and query variable."""
+    text = DASHBOARD.read_text()
+    assert "${DS_" not in text
+    assert "__inputs" not in text
+    dashboard = load_dashboard()
+    assert dashboard["uid"] == "wampd"
+    assert dashboard["title"] == "wampd"
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    variables = {var["name"]: var for var in dashboard["templating"]["list"]}
+    datasource = variables["datasource"]
+    assert datasource["type"] == "datasource"
+    assert datasource["query"] == "prometheus"
+    component = variables["component"]
+    assert component["type"] == "query"
+    assert component["query"].startswith("label_values(wampd_session_up")
+    assert component["query"].endswith(", component)")
+    assert component["multi"] is True
+    assert component["includeAll"] is True
+    for var in variables.values():
+        if var["type"] == "query":
+            assert var["datasource"] == DATASOURCE, var["name"]
+    ids = [panel["id"] for panel in panels(dashboard)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, panel["title"]
+
+
+def test_dashboard_has_the_panels_operators_look_for() -> None:
+    """Session state, up, joins/leaves, attempts, backoff, durations, keepalive, build."""
+    dashboard = load_dashboard()
+    by_type: dict[str, list[str]] = {}
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            by_type.setdefault(panel["type"], []).append(target["expr"])
+    everything = "\n".join(expr for exprs in by_type.values() for expr in exprs)
+    assert any("wampd_session_state" in e for e in by_type["state-timeline"])
+    assert any("wampd_build_info" in e for e in by_type["table"])
+    for needle in (
+        "wampd_session_up{",
+        "rate(wampd_session_joins_total",
+        "rate(wampd_session_leaves_total",
+        "by (instance, component, reason)",
+        "by (instance, component, outcome)",
+        "wampd_retry_delay_seconds{",
+        "wampd_consecutive_failures{",
+        "histogram_quantile(0.99, sum by (instance, component, le) "
+        "(rate(wampd_outage_duration_seconds_bucket",
+        "histogram_quantile(0.99, sum by (instance, component, le) "
+        "(rate(wampd_connect_duration_seconds_bucket",
+        "wampd_keepalive_timeouts_total{",
+    ):
+        assert needle in everything, needle
+
+
+def test_grafana_provisioning_files_point_at_the_dashboard() -> None:
+    """The file provider and the data source example are well-formed provisioning YAML."""
+    dashboards = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards" / "wampd.yml").read_text())
+    assert dashboards["apiVersion"] == 1
+    (provider,) = dashboards["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/var/lib/grafana/dashboards")
+    sources = yaml.safe_load((GRAFANA_PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    assert sources["apiVersion"] == 1
+    (source,) = sources["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"].startswith("http://")
