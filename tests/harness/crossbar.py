@@ -38,9 +38,9 @@ SHUTDOWN_AFTER = 600
 """``--shutdownafter`` safety net: a node outliving its test run exits by itself."""
 
 AGENT_AUTHID = "agent"
-AGENT_TICKET = "secret"
+AGENT_TICKET = "tkt-7Hq2x-agent"
 CRA_AUTHID = "cra-agent"
-CRA_SECRET = "cra-secret"
+CRA_SECRET = "cra-9Zx4w-key"
 
 _NOISE_START = "A module that was compiled using NumPy 1.x"
 _NOISE_END = "AttributeError: _ARRAY_API not found"

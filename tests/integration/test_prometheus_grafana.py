@@ -59,7 +59,16 @@ class PrometheusAPI:
     """Tiny client of the Prometheus HTTP API on 127.0.0.1."""
 
     def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}/api/v1"
+        self.root = f"http://127.0.0.1:{port}"
+        self.base = f"{self.root}/api/v1"
+
+    def ready(self) -> bool:
+        """``/-/ready`` says 200: the port accepts before the TSDB is open (503 till then)."""
+        try:
+            with urllib.request.urlopen(f"{self.root}/-/ready", timeout=5) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError):
+            return False
 
     def get(self, path: str, **params: str) -> Any:
         url = f"{self.base}/{path}?{urllib.parse.urlencode(params)}"
@@ -179,6 +188,7 @@ def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
     stopped_at_teardown.append(prometheus)
     wait_for_port(port, 20, alive=lambda: prometheus.running, describe=prometheus.describe)
     api = PrometheusAPI(port)
+    wait_until(api.ready, 20, "Prometheus is ready", prometheus)
 
     def target_up() -> bool:
         targets = api.get("targets", state="active")["activeTargets"]
