@@ -188,6 +188,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         shutdown: float = 5.0,
         env: dict[str, str] | None = None,
         http: str = "",
+        log_level: str = "info",
     ) -> WampdProcess:
         n = len(started) + 1
         config = write_config(
@@ -197,7 +198,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
                 "reconnect": {**FAST, **(reconnect or {})},
                 "keepalive": {"ping_interval": 5.0, "ping_timeout": 5.0, **(keepalive or {})},
                 "http": {"listen": http},
-                "log": {"format": "json", "level": "info"},
+                "log": {"format": "json", "level": log_level},
                 "shutdown": {"timeout": shutdown},
             },
             components or [HELLO],
