@@ -46,7 +46,11 @@ def test_the_ticket_is_in_no_log_metric_response_or_check_config_output(
         env["WAMPD_TICKET"] = secret
     port = free_port()
     daemon = launch(
-        module_crossbar.url("auth"), router={"auth": auth}, env=env, http=f"127.0.0.1:{port}"
+        module_crossbar.url("auth"),
+        router={"auth": auth},
+        env=env,
+        http=f"127.0.0.1:{port}",
+        log_level="debug",
     )
     daemon.wait_for("http.listening")
     served = b""
