@@ -96,12 +96,15 @@ def _search_path(config: Config) -> list[str]:
 
 def _run(config: Config, factories: Mapping[str, Any]) -> int:
     from twisted.internet import reactor as _reactor
+    from prometheus_client import disable_created_metrics
     from twisted.internet.error import CannotListenError
 
     from .daemon import Daemon
     from .logs import make_logger, start_logging
 
     reactor: Any = _reactor
+    # Only the documented series: no *_created samples next to counters and histograms.
+    disable_created_metrics()
     secret = config.router.auth.secret
     logger = make_logger(
         level=config.log.level,
