@@ -95,8 +95,8 @@ def _search_path(config: Config) -> list[str]:
 
 
 def _run(config: Config, factories: Mapping[str, Any]) -> int:
-    from twisted.internet import reactor as _reactor
     from prometheus_client import disable_created_metrics
+    from twisted.internet import reactor as _reactor
     from twisted.internet.error import CannotListenError
 
     from .daemon import Daemon
