@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.harness.connect_proxy import ConnectProxy
 from tests.harness.crossbar import (
     AGENT_AUTHID,
     AGENT_TICKET,
@@ -368,3 +369,13 @@ def test_serializers_and_headers_reach_the_router(
     assert handshake["protocols"] == ["wamp.2.json"]
     assert handshake["headers"].get("x-edge-id") == "edge-7"
     assert daemon.terminate() == 0
+
+
+def test_http_connect_proxy(crossbar: CrossbarRouter, launch: Launch) -> None:
+    """router.proxy: the WebSocket goes through an HTTP CONNECT proxy and joins."""
+    with ConnectProxy() as proxy:
+        daemon = launch(crossbar.url(), router={"proxy": {"host": "127.0.0.1", "port": proxy.port}})
+        daemon.wait_for("session.joined")
+        assert proxy.requests == [f"127.0.0.1:{crossbar.port}"]
+        assert hello(crossbar) == "hello, wampd"
+        assert daemon.terminate() == 0
