@@ -72,11 +72,11 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         )
     except ConfigError as e:
         for problem in e.problems:
-            print(f"wampd: config error: {problem}", file=sys.stderr)
+            print(f"wampd: config error: {_one_line(problem)}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
         for warning in config.warnings:
-            print(f"wampd: config warning: {warning}", file=sys.stderr)
+            print(f"wampd: config warning: {_one_line(warning)}", file=sys.stderr)
         print(json.dumps(redacted(config), indent=2, sort_keys=True))
         return EXIT_OK
     try:
@@ -85,6 +85,13 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print("wampd: internal error (please report it):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped: one problem, one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _search_path(config: Config) -> list[str]:

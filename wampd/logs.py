@@ -31,15 +31,8 @@ __all__ = [
     "start_logging",
 ]
 
-#: Config level names, and what structlog and txaio call them.
+#: Config level names (txaio's too), and their numbers for structlog.
 _LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40, "critical": 50}
-_TXAIO_LEVELS = {
-    "debug": "debug",
-    "info": "info",
-    "warn": "warn",
-    "error": "error",
-    "critical": "critical",
-}
 _TWISTED_LEVELS = {
     LogLevel.debug: "debug",
     LogLevel.info: "info",
@@ -203,7 +196,8 @@ def start_logging(logger: Any, level: str) -> None:
     Call once per process. Standard output and error are left alone.
     """
     txaio.use_twisted()
-    txaio.set_global_log_level(_TXAIO_LEVELS[level])  # type: ignore[attr-defined]
+    # txaio's level names are wampd's.
+    txaio.set_global_log_level(level)  # type: ignore[attr-defined]
     globalLogBeginner.beginLoggingTo(
         [cast(ILogObserver, TwistedBridge(logger, level))],
         discardBuffer=True,

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ._version import __version__
 from .events import Event, State, names
+from .wamp import COMPONENT_ERROR_REASON
 
 __all__ = ["LEAVE_REASONS", "Metrics"]
 
@@ -30,7 +31,7 @@ LEAVE_REASONS = (
     "wamp.close.close_realm",
     "wamp.close.killed",
     "wamp.close.transport_lost",
-    "wampd.close.component_error",
+    COMPONENT_ERROR_REASON,
     "other",
 )
 

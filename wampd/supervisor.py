@@ -140,6 +140,12 @@ class _Core:
     stop_waiters: list[Deferred[None]] = field(default_factory=list)
     finish_waiters: list[Deferred[None]] = field(default_factory=list)
 
+    def wait_for_stop(self) -> Deferred[None]:
+        """A Deferred that fires when the supervisor has stopped."""
+        waiter: Deferred[None] = Deferred()
+        self.stop_waiters.append(waiter)
+        return waiter
+
     def emit(self, name: str, state: State | None = None, **fields: object) -> None:
         """The one place events come from: record the new state, then tell the hub."""
         previous = self.state
@@ -423,16 +429,14 @@ def _build() -> Callable[[_Core], _Inputs]:
 
     @Connecting.upon(_Inputs.stop).to(Stopping)
     def stop_connecting(inputs: _Inputs, core: _Core, attempt: _Attempt) -> Deferred[None]:
-        waiter: Deferred[None] = Deferred()
-        core.stop_waiters.append(waiter)
+        waiter = core.wait_for_stop()
         core.emit(names.SUPERVISOR_STOPPING, State.STOPPING, url=attempt.url)
         attempt.deferred.cancel()
         return waiter
 
     @Joined.upon(_Inputs.stop).to(Stopping)
     def stop_joined(inputs: _Inputs, core: _Core, session: _Session) -> Deferred[None]:
-        waiter: Deferred[None] = Deferred()
-        core.stop_waiters.append(waiter)
+        waiter = core.wait_for_stop()
         _cancel(session.stable)
         core.emit(names.SUPERVISOR_STOPPING, State.STOPPING, session_id=session.link.session_id)
         session.link.leave(core.leave_timeout)
@@ -440,9 +444,7 @@ def _build() -> Callable[[_Core], _Inputs]:
 
     @Stopping.upon(_Inputs.stop).loop()
     def stop_again(inputs: _Inputs, core: _Core) -> Deferred[None]:
-        waiter: Deferred[None] = Deferred()
-        core.stop_waiters.append(waiter)
-        return waiter
+        return core.wait_for_stop()
 
     @Stopped.upon(_Inputs.stop).loop()
     @Failed.upon(_Inputs.stop, nodata=True).loop()

@@ -31,6 +31,7 @@ from tests.harness.procs import REPO_ROOT, harness_env
 from tests.harness.silent_server import SilentServer
 from tests.harness.wamp_call import call, call_result, call_until_ok
 
+from .figures import record_figures
 from .wampd_proc import REALM, Launch, WampdProcess, write_config
 
 FULL = os.environ.get("WAMPD_FAULT_FULL") == "1"
@@ -44,15 +45,11 @@ DETECTION_BOUND = PING["ping_interval"] + PING["ping_timeout"] + 0.5
 
 @pytest.fixture(scope="module")
 def figures() -> Iterator[dict[str, Any]]:
-    """Figures a test measured; merged into $WAMPD_RELIABILITY_OUT at the end, if set."""
+    """Figures the tests of this module measured, recorded at its end."""
     found: dict[str, Any] = {}
     yield found
-    out = os.environ.get("WAMPD_RELIABILITY_OUT")
-    if out and found:
-        path = Path(out)
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged.update(found)
-        path.write_text(json.dumps(merged, indent=2, sort_keys=True))
+    for section, values in found.items():
+        record_figures(section, values)
 
 
 def stamp(event: dict[str, Any]) -> float:

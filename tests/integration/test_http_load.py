@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -12,6 +11,7 @@ from tests.harness.fault_proxy import FaultProxy
 from tests.harness.http_load import run_load
 from tests.harness.ports import free_port
 
+from .figures import record_figures
 from .wampd_proc import Launch
 
 LOAD_SECONDS = float(os.environ.get("WAMPD_LOAD_SECONDS", "5"))
@@ -68,10 +68,5 @@ def test_endpoints_under_load_while_flapping(
         "p50_ms": round(1000 * result.percentile(50), 1),
         "p99_ms": round(1000 * result.percentile(99), 1),
     }
-    out = os.environ.get("WAMPD_RELIABILITY_OUT")
-    if out:
-        path = Path(out)
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged["http_load"] = figures
-        path.write_text(json.dumps(merged, indent=2, sort_keys=True))
+    record_figures("http_load", figures)
     print("http load:", figures)

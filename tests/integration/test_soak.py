@@ -12,17 +12,14 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.harness.crossbar import CrossbarRouter
 from tests.harness.fault_proxy import FaultProxy
 from tests.harness.ports import free_port
 from tests.harness.wamp_call import call_until_ok
 
+from .figures import record_figures
 from .wampd_proc import HELLO, REALM, Launch, WampdProcess
 
 SOAK_SECONDS = float(os.environ.get("WAMPD_SOAK_SECONDS", "120"))
@@ -61,21 +58,7 @@ def settle(daemon: WampdProcess, port: int, timeout: float = 60) -> None:
     raise AssertionError(f"wampd did not settle within {timeout} s\n{daemon.describe()}")
 
 
-@pytest.fixture
-def soak_figures() -> Iterator[dict[str, Any]]:
-    found: dict[str, Any] = {}
-    yield found
-    out = os.environ.get("WAMPD_RELIABILITY_OUT")
-    if out and found:
-        path = Path(out)
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged["soak"] = found
-        path.write_text(json.dumps(merged, indent=2, sort_keys=True))
-
-
-def test_flapping_soak(
-    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path, soak_figures: dict[str, Any]
-) -> None:
+def test_flapping_soak(crossbar: CrossbarRouter, launch: Launch, tmp_path: Path) -> None:
     """Random faults for the soak's duration; afterwards wampd is healthy and leak-free."""
     rng = random.Random(int(os.environ.get("WAMPD_SOAK_SEED", "7")))
     http_port = free_port()
@@ -142,7 +125,8 @@ def test_flapping_soak(
     growth_mib = (rss_end - rss_start) / 1024
     assert growth_mib < 10, (rss_start, rss_end)
     assert abs(fds_end - fds_start) <= 2, (fds_start, fds_end)
-    soak_figures.update(
+    record_figures(
+        "soak",
         {
             "seconds": SOAK_SECONDS,
             "faults": dict(faults),
@@ -155,5 +139,5 @@ def test_flapping_soak(
             "fds_start": fds_start,
             "fds_end": fds_end,
             "unhandled_errors": len(unhandled),
-        }
+        },
     )

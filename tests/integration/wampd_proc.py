@@ -10,25 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.procs import REPO_ROOT, Proc, harness_env
+from tests.harness.tomlgen import toml_string, toml_value
 
 POLL = 0.05
 REALM = "realm1"
 HELLO = {"name": "hello", "entry": "tests.integration.components:Hello"}
 FAST = {"initial_delay": 0.2, "max_delay": 1.0, "growth": 2.0, "jitter": "none"}
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {toml_value(v)}' for k, v in value.items()) + " }"
-    raise TypeError(value)
 
 
 def write_config(
@@ -39,7 +26,7 @@ def write_config(
     for section, values in sections.items():
         flat = {k: v for k, v in values.items() if not (isinstance(v, dict) and k == "auth")}
         lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in flat.items()]
+        lines += [f"{toml_string(key)} = {toml_value(value)}" for key, value in flat.items()]
         if "auth" in values:
             lines.append(f"[{section}.auth]")
             lines += [f"{k} = {toml_value(v)}" for k, v in values["auth"].items()]

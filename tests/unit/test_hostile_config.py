@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.harness.tomlgen import toml_string, toml_value
 from wampd.cli import run_cli
 
 SECTIONS = {
@@ -91,32 +92,16 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
-def toml_key(key: str) -> str:
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return toml_key(value) if value.isprintable() else '""'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-
-
 def to_toml(doc: dict[str, Any]) -> str:
     lines = []
     for section, table in doc.items():
         if section == "component":
             for component in table:
                 lines.append("[[component]]")
-                lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in component.items()]
+                lines += [f"{toml_string(k)} = {toml_value(v)}" for k, v in component.items()]
         else:
-            lines.append(f"[{toml_key(section)}]")
-            lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items()]
+            lines.append(f"[{toml_string(section)}]")
+            lines += [f"{toml_string(k)} = {toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -129,7 +114,7 @@ def check(text: str) -> None:
             status = run_cli(["check-config", "--config", str(path)], {})
     assert status in (0, 2), (status, err.getvalue())
     assert "Traceback" not in err.getvalue()
-    lines = err.getvalue().splitlines()
+    lines = err.getvalue().rstrip("\n").split("\n") if err.getvalue() else []
     if status == 2:
         assert lines, "a refused configuration must say why"
     for line in lines:
