@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from .config import Config, load_config, redacted
 from .errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError
 
 __all__ = ["main"]
+
+#: The daemon's own liveness endpoint at the default ``[http] listen``.
+DEFAULT_PROBE_URL = "http://127.0.0.1:9100/healthz"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help="the TOML configuration file (default: $WAMPD_CONFIG)",
         )
+    probe = commands.add_parser(
+        "probe",
+        help="GET a health endpoint: exit 0 when it answers 2xx, else 1 (for HEALTHCHECK)",
+        description="GET a health endpoint: exit 0 when it answers 2xx, else 1.",
+    )
+    probe.add_argument(
+        "url",
+        nargs="?",
+        default=DEFAULT_PROBE_URL,
+        help=f"the URL to GET (default {DEFAULT_PROBE_URL})",
+    )
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     return parser
 
 
@@ -62,8 +79,10 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_usage(sys.stderr)
-        print("wampd: error: a command is required (run, check-config)", file=sys.stderr)
+        print("wampd: error: a command is required (run, check-config, probe)", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "probe":
+        return _probe(args.url, args.timeout)
     try:
         config = load_config(args.config, environ=environ)
         factories = load_components(
@@ -85,6 +104,25 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print("wampd: internal error (please report it):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+
+
+def _probe(url: str, timeout: float) -> int:
+    """GET ``url``: 0 for a 2xx answer, 1 for anything else (one line on stderr saying why)."""
+    if not url.startswith(("http://", "https://")):
+        print(f"wampd: error: probe needs an http:// or https:// URL, got {url!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except (OSError, ValueError) as e:
+        print(f"wampd: probe {url}: {e}", file=sys.stderr)
+        return 1
+    if 200 <= status < 300:
+        return EXIT_OK
+    print(f"wampd: probe {url}: HTTP {status}", file=sys.stderr)
+    return 1
 
 
 def _one_line(text: str) -> str:

@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -197,3 +198,21 @@ def test_http_port_in_use_is_a_configuration_error(launch: Launch) -> None:
         daemon = launch(f"ws://127.0.0.1:{free_port()}/ws", http=f"127.0.0.1:{port}")
         assert daemon.wait(20) == 2
     assert "http.listen: cannot listen on" in daemon.stderr()
+
+
+def test_probe_command_for_healthchecks(launch: Launch) -> None:
+    """wampd probe: 0 for a 2xx answer, 1 for a 503 or nothing listening."""
+    daemon, port = start_with_http(launch, f"ws://127.0.0.1:{free_port()}/ws")
+
+    def probe(*args: str) -> int:
+        return subprocess.run(
+            [sys.executable, "-m", "wampd", "probe", *args],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        ).returncode
+
+    assert probe(f"http://127.0.0.1:{port}/healthz") == 0
+    assert probe(f"http://127.0.0.1:{port}/readyz") == 1  # no router: not ready
+    assert probe(f"http://127.0.0.1:{free_port()}/healthz", "--timeout", "2") == 1
+    assert daemon.terminate() == 0
