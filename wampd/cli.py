@@ -146,6 +146,7 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
 
     from .daemon import Daemon
     from .logs import make_logger, start_logging
+    from .systemd import SystemdNotifier
 
     reactor: Any = _reactor
     # Only the documented series: no *_created samples next to counters and histograms.
@@ -178,13 +179,22 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
     def on_signal(signum: int, frame: Any) -> None:
         reactor.callFromThread(daemon.request_stop, signal.Signals(signum).name)
 
+    notifier = SystemdNotifier.from_environ(
+        os.environ, [spec.name for spec in config.components], reactor
+    )
+
     def started() -> None:
         # Replace Twisted's handlers so the log says which signal stopped the daemon.
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         daemon.startService()
+        if notifier is not None:
+            daemon.hub.subscribe(notifier)
+            notifier.ready()
 
     reactor.callWhenRunning(started)
+    if notifier is not None:
+        reactor.addSystemEventTrigger("before", "shutdown", notifier.stopping)
     reactor.addSystemEventTrigger("before", "shutdown", daemon.shutdown)
     reactor.run()
     return daemon.exit_code

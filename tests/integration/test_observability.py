@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -216,3 +217,31 @@ def test_probe_command_for_healthchecks(launch: Launch) -> None:
     assert probe(f"http://127.0.0.1:{port}/readyz") == 1  # no router: not ready
     assert probe(f"http://127.0.0.1:{free_port()}/healthz", "--timeout", "2") == 1
     assert daemon.terminate() == 0
+
+
+def test_sd_notify_ready_watchdog_status_stopping(
+    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
+) -> None:
+    """Under systemd: READY=1, WATCHDOG=1 at half of WATCHDOG_USEC, STATUS, STOPPING=1."""
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(path)
+        notify.settimeout(10)
+        daemon = launch(crossbar.url(), env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        messages: list[str] = []
+
+        def until(text: str) -> None:
+            while not any(text in m for m in messages):
+                messages.append(notify.recv(4096).decode())
+
+        until("READY=1")
+        until("STATUS=hello joined")
+        started = time.monotonic()
+        while sum(m == "WATCHDOG=1" for m in messages) < 6:
+            messages.append(notify.recv(4096).decode())
+        pings = sum(m == "WATCHDOG=1" for m in messages)
+        assert pings >= 6
+        assert time.monotonic() - started < 6 * 0.2 + 1.5
+        assert daemon.terminate() == 0
+        until("STOPPING=1")
+    assert messages[0].startswith("READY=1\nSTATUS=hello ")

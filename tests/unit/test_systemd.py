@@ -1,0 +1,127 @@
+"""The sd_notify protocol, received on a real datagram socket standing in for systemd."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+
+from wampd.events import Event, State, names
+from wampd.systemd import SystemdNotifier
+
+
+@pytest.fixture
+def systemd(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+    yield path, sock
+    sock.close()
+
+
+def received(sock: socket.socket) -> list[str]:
+    messages = []
+    while True:
+        try:
+            messages.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return messages
+
+
+def test_ready_status_and_stopping(systemd: tuple[str, socket.socket]) -> None:
+    """READY=1 with the status at start, STATUS= on every state change, STOPPING=1."""
+    path, sock = systemd
+    notifier = SystemdNotifier(path, ["a", "b"], clock=Clock())
+    notifier.ready()
+    notifier(
+        Event(
+            name=names.SESSION_JOINED,
+            component="a",
+            previous=State.CONNECTING,
+            state=State.JOINED,
+            time=0.0,
+        )
+    )
+    notifier(
+        Event(
+            name=names.COMPONENT_ERROR,
+            component="a",
+            previous=State.JOINED,
+            state=State.JOINED,
+            time=0.0,
+        )
+    )
+    notifier.stopping()
+    assert received(sock) == [
+        "READY=1\nSTATUS=a idle, b idle",
+        "STATUS=a joined, b idle",
+        "STOPPING=1\nSTATUS=stopping",
+    ]
+    notifier.close()
+
+
+def test_watchdog_pings_at_half_the_interval(systemd: tuple[str, socket.socket]) -> None:
+    """WATCHDOG=1 every WATCHDOG_USEC / 2, driven by the reactor's clock."""
+    path, sock = systemd
+    clock = Clock()
+    notifier = SystemdNotifier(path, ["a"], clock=clock, watchdog_usec=2_000_000)
+    notifier.ready()
+    assert received(sock) == ["READY=1\nSTATUS=a idle", "WATCHDOG=1"]
+    clock.advance(0.999)
+    assert received(sock) == []
+    clock.advance(0.001)
+    assert received(sock) == ["WATCHDOG=1"]
+    clock.pump([1.0, 1.0, 1.0])
+    assert received(sock) == ["WATCHDOG=1"] * 3
+    notifier.close()
+    clock.advance(10)
+    assert clock.getDelayedCalls() == []
+
+
+def test_from_environ(systemd: tuple[str, socket.socket]) -> None:
+    """No NOTIFY_SOCKET: no notifier; a watchdog only for this process's WATCHDOG_PID."""
+    path, sock = systemd
+    assert SystemdNotifier.from_environ({}, ["a"], Clock()) is None
+    clock = Clock()
+    other = SystemdNotifier.from_environ(
+        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}, ["a"], clock
+    )
+    assert other is not None
+    other.ready()
+    assert received(sock) == ["READY=1\nSTATUS=a idle"]  # no WATCHDOG=1: not our pid
+    mine = SystemdNotifier.from_environ(
+        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())},
+        ["a"],
+        clock,
+    )
+    assert mine is not None
+    mine.ready()
+    assert "WATCHDOG=1" in received(sock)
+    other.close()
+    mine.close()
+
+
+def test_abstract_socket_address() -> None:
+    """An @name address is the abstract namespace."""
+    name = f"wampd-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.setblocking(False)
+    notifier = SystemdNotifier("@" + name, ["a"], clock=Clock())
+    notifier.stopping()
+    assert received(sock) == ["STOPPING=1\nSTATUS=stopping"]
+    notifier.close()
+    sock.close()
+
+
+def test_a_missing_socket_never_raises(tmp_path: Path) -> None:
+    """If systemd's socket is gone, sending fails quietly (logged once)."""
+    notifier = SystemdNotifier(str(tmp_path / "gone.sock"), ["a"], clock=Clock())
+    notifier.ready()
+    notifier.stopping()
+    notifier.close()
