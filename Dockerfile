@@ -23,7 +23,10 @@ COPY pyproject.toml README.md ./
 COPY wampd ./wampd
 # A regular (not editable) install: the runtime stage gets the venv and nothing else.
 # pip compiles the .pyc files here, so the read-only runtime never needs to write them.
+# setuptools (which Python 3.11's venv adds, 3.12's does not) is not needed at run time;
+# pip stays, so an image built FROM this one can add components with it.
 RUN /opt/wampd/bin/pip install --no-cache-dir . \
+    && /opt/wampd/bin/pip uninstall --yes setuptools \
     && /opt/wampd/bin/wampd --version
 
 # ---- runtime: the base image, the venv, a non-root user ---------------------------------
@@ -40,8 +43,8 @@ LABEL org.opencontainers.image.title="wampd" \
       org.opencontainers.image.base.name="${BASE}"
 
 # uid/gid 10001, no home, no shell, no lastlog/faillog entries (-l: keeps the image small).
-RUN groupadd --system --gid 10001 wampd \
-    && useradd --system --no-log-init --uid 10001 --gid 10001 \
+RUN groupadd --gid 10001 wampd \
+    && useradd --no-log-init --uid 10001 --gid 10001 \
        --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin wampd \
     && mkdir -p /etc/wampd
 
