@@ -1,11 +1,17 @@
 # The two commands of the README, and their helpers. Everything is in scripts/.
-.PHONY: demo test restart-router call
+.PHONY: demo test image-test reliability restart-router call
 
 demo:            ## local Crossbar router + wampd hosting examples/hello.py
 	scripts/demo
 
 test:            ## virtualenvs, ruff, mypy and the whole test suite (real router included)
 	scripts/test
+
+image-test:      ## build the real container image with buildah and run it against a real router
+	scripts/test-image
+
+reliability:     ## the full fault matrix, a 10-minute soak and HTTP load (docs/RELIABILITY.md)
+	scripts/reliability
 
 restart-router:  ## while the demo runs: kill -9 the demo router and start it again
 	scripts/demo restart-router

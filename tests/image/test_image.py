@@ -188,9 +188,9 @@ def _pids_mentioning(marker: str) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         pid = int(entry.name)
-        if any(marker in arg for arg in _cmdline(pid)):
-            if not _status(pid).get("State", "").startswith(("Z", "X")):
-                found.append(pid)
+        mentions = any(marker in arg for arg in _cmdline(pid))
+        if mentions and not _status(pid).get("State", "").startswith(("Z", "X")):
+            found.append(pid)
     return found
 
 
@@ -376,12 +376,19 @@ def test_image_config(image_info: dict[str, Any]) -> None:
     assert labels["org.opencontainers.image.licenses"] == "MIT"
     for key in ("description", "base.name"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
-    # Runtime = the base + the venv: no build tree, no compiler layers.
-    assert image_info["OCIv1"]["config"]["Entrypoint"] == ["wampd"]
+    # The OCI view of the same config agrees (it only lacks the HEALTHCHECK).
+    oci = image_info["OCIv1"]["config"]
+    assert (oci["User"], oci["Entrypoint"], oci["Cmd"]) == (
+        config["User"],
+        config["Entrypoint"],
+        config["Cmd"],
+    )
 
 
 @pytest.mark.image
-def test_image_contents_and_size(container: str, rootfs: Path) -> None:
+def test_image_contents_and_size(
+    container: str, rootfs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The user, the venv (every dependency importable, TLS included), no build leftovers;
     reports the image's size."""
     passwd = (rootfs / "etc/passwd").read_text().splitlines()
@@ -414,10 +421,8 @@ def test_image_contents_and_size(container: str, rootfs: Path) -> None:
     )
     human = _run(["buildah", "images", "--format", "{{.Size}}", IMAGE]).strip().splitlines()[0]
     total = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", IMAGE]).strip())
-    print(
-        f"\nimage {IMAGE}: {human} ({total} bytes); /opt/wampd: {venv_bytes / 1e6:.1f} MB",
-        file=sys.__stdout__,
-    )
+    with capsys.disabled():
+        print(f"\nimage {IMAGE}: {human} ({total} bytes); /opt/wampd: {venv_bytes / 1e6:.1f} MB")
     assert venv_bytes < VENV_BUDGET_MB * 1e6, f"/opt/wampd is {venv_bytes / 1e6:.1f} MB"
 
 
@@ -426,7 +431,11 @@ def test_image_contents_and_size(container: str, rootfs: Path) -> None:
 
 @pytest.mark.image
 def test_runs_as_its_user_against_crossbar(
-    container: str, rootfs: Path, crossbar: CrossbarRouter, tmp_path: Path
+    image_info: dict[str, Any],
+    container: str,
+    rootfs: Path,
+    crossbar: CrossbarRouter,
+    tmp_path: Path,
 ) -> None:
     """``buildah run`` (the image's user and environment) of ``wampd run``: joined, probes
     200 from the host, the HEALTHCHECK command exits 0 inside the container, a call reaches
@@ -468,7 +477,7 @@ def test_runs_as_its_user_against_crossbar(
 
         # The HEALTHCHECK's own command, in a second process of the same container.
         health = subprocess.run(
-            _buildah_run(container, "wampd", "probe"),
+            _buildah_run(container, *image_info["Docker"]["config"]["Healthcheck"]["Test"][1:]),
             capture_output=True,
             text=True,
             timeout=60,
