@@ -97,14 +97,14 @@ def test_exact_retry_count_then_exit_69(launch: Launch) -> None:
 
 
 def test_wrong_ticket_exits_78_after_one_attempt(
-    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
+    module_crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
 ) -> None:
     """A rejected ticket is not retried: one attempt, fatal.error, exit status 78."""
     secret = tmp_path / "ticket"
     secret.write_text("not-the-ticket\n")
     secret.chmod(0o600)
     daemon = launch(
-        crossbar.url("auth"),
+        module_crossbar.url("auth"),
         router={"auth": {"method": "ticket", "authid": AGENT_AUTHID, "secret_file": str(secret)}},
     )
     assert daemon.wait(30) == 78
@@ -114,17 +114,17 @@ def test_wrong_ticket_exits_78_after_one_attempt(
     assert "not-the-ticket" not in daemon.proc.output() + daemon.stderr()
 
 
-def test_right_ticket_joins(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_right_ticket_joins(module_crossbar: CrossbarRouter, launch: Launch) -> None:
     """Ticket authentication with the secret from an environment variable joins."""
     daemon = launch(
-        crossbar.url("auth"),
+        module_crossbar.url("auth"),
         router={"auth": {"method": "ticket", "authid": AGENT_AUTHID, "secret_env": "TICKET"}},
         env={"TICKET": AGENT_TICKET},
     )
     daemon.wait_for("session.joined")
     result = call_result(
         call(
-            crossbar.url("auth"),
+            module_crossbar.url("auth"),
             REALM,
             "com.example.hello",
             ["agent"],
@@ -137,20 +137,20 @@ def test_right_ticket_joins(crossbar: CrossbarRouter, launch: Launch) -> None:
     assert AGENT_TICKET not in daemon.proc.output()
 
 
-def test_unknown_realm_exits_78(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_unknown_realm_exits_78(module_crossbar: CrossbarRouter, launch: Launch) -> None:
     """A realm the router does not have is fatal: exit status 78 after one attempt."""
-    daemon = launch(crossbar.url(), components=[{**HELLO, "realm": "no.such.realm"}])
+    daemon = launch(module_crossbar.url(), components=[{**HELLO, "realm": "no.such.realm"}])
     assert daemon.wait(30) == 78
     assert len(daemon.events("connect.attempt")) == 1
     assert daemon.events("fatal.error")[0]["reason"] == "wamp.error.no_such_realm"
 
 
 def test_fatal_errors_empty_makes_rejections_transient(
-    crossbar: CrossbarRouter, launch: Launch
+    module_crossbar: CrossbarRouter, launch: Launch
 ) -> None:
     """fatal_errors = [] retries a rejection with backoff, up to the budget (then 69)."""
     daemon = launch(
-        crossbar.url(),
+        module_crossbar.url(),
         components=[{**HELLO, "realm": "no.such.realm"}],
         reconnect={"fatal_errors": [], "max_retries": 2},
     )
@@ -175,10 +175,10 @@ def test_silent_tcp_server_is_a_failed_attempt_not_a_hang(
 
 
 def test_http_error_on_the_websocket_path_is_transient(
-    crossbar: CrossbarRouter, launch: Launch
+    module_crossbar: CrossbarRouter, launch: Launch
 ) -> None:
     """An HTTP 404 instead of a WebSocket upgrade is retried with backoff, never fatal."""
-    daemon = launch(crossbar.url("no-such-path"), reconnect={"max_retries": 2})
+    daemon = launch(module_crossbar.url("no-such-path"), reconnect={"max_retries": 2})
     assert daemon.wait(30) == 69
     failed = daemon.events("connect.failed")
     assert len(failed) == 3
@@ -213,10 +213,10 @@ def test_sigterm_while_in_backoff_exits_at_once(launch: Launch) -> None:
     assert daemon.events("daemon.stopping")[0]["reason"] == "SIGTERM"
 
 
-def test_every_entry_form_joins_and_serves(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_every_entry_form_joins_and_serves(module_crossbar: CrossbarRouter, launch: Launch) -> None:
     """ApplicationSession, Session, Application and a make factory all work as components."""
     daemon = launch(
-        crossbar.url(),
+        module_crossbar.url(),
         components=[
             HELLO,
             {"name": "snake", "entry": "tests.integration.components:Snake"},
@@ -225,7 +225,7 @@ def test_every_entry_form_joins_and_serves(crossbar: CrossbarRouter, launch: Lau
         ],
     )
     daemon.wait_for("session.joined", count=4)
-    url = crossbar.url()
+    url = module_crossbar.url()
     assert call_until_ok(url, REALM, "com.example.hello", 10, args=["x"])[0] == "hello, x"
     assert call_until_ok(url, REALM, "com.example.snake.add", 10, args=[2, 3])[0] == 5
     assert call_until_ok(url, REALM, "com.example.app.echo", 10, args=["e"])[0] == "e"
@@ -235,11 +235,11 @@ def test_every_entry_form_joins_and_serves(crossbar: CrossbarRouter, launch: Lau
 
 
 def test_failing_join_handler_is_retried_and_others_are_unaffected(
-    crossbar: CrossbarRouter, launch: Launch
+    module_crossbar: CrossbarRouter, launch: Launch
 ) -> None:
     """A join handler that raises is logged with its traceback, leaves and is retried."""
     daemon = launch(
-        crossbar.url(),
+        module_crossbar.url(),
         components=[HELLO, {"name": "broken", "entry": "tests.integration.components:Broken"}],
         reconnect={"max_retries": -1},
     )
@@ -250,17 +250,17 @@ def test_failing_join_handler_is_retried_and_others_are_unaffected(
     assert left["reason"] == "wampd.close.component_error"
     retries = daemon.wait_for("retry.scheduled", count=2, component="broken")
     assert retries[1]["retry"] == 2  # the count keeps growing: no hammering
-    assert hello(crossbar) == "hello, wampd"
+    assert hello(module_crossbar) == "hello, wampd"
     assert daemon.events("session.left", component="hello") == []
     assert daemon.terminate() == 0
 
 
 def test_component_that_leaves_is_done_and_the_daemon_exits_0(
-    crossbar: CrossbarRouter, launch: Launch
+    module_crossbar: CrossbarRouter, launch: Launch
 ) -> None:
     """A component leaving on its own is not reconnected; when all are done, exit 0."""
     daemon = launch(
-        crossbar.url(),
+        module_crossbar.url(),
         components=[{"name": "once", "entry": "tests.integration.components:LeavesAtOnce"}],
     )
     assert daemon.wait(30) == 0
@@ -269,22 +269,22 @@ def test_component_that_leaves_is_done_and_the_daemon_exits_0(
     assert daemon.events("supervisor.stopped")[0]["reason"] == "component left"
 
 
-def test_failover_to_the_second_url(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_failover_to_the_second_url(module_crossbar: CrossbarRouter, launch: Launch) -> None:
     """With a dead first URL, the daemon fails over to the next one and joins there."""
     dead = f"ws://127.0.0.1:{free_port()}/ws"
-    daemon = launch([dead, crossbar.url()])
+    daemon = launch([dead, module_crossbar.url()])
     joined = daemon.wait_for("session.joined")[0]
-    assert joined["url"] == crossbar.url()
+    assert joined["url"] == module_crossbar.url()
     assert daemon.events("connect.failed")[0]["url"] == dead
     assert daemon.terminate() == 0
 
 
 def test_logs_are_json_events_and_a_components_print_reaches_stdout(
-    crossbar: CrossbarRouter, launch: Launch
+    module_crossbar: CrossbarRouter, launch: Launch
 ) -> None:
     """Every log line is a JSON event; a component's print() is not swallowed."""
     daemon = launch(
-        crossbar.url(),
+        module_crossbar.url(),
         components=[HELLO, {"name": "printer", "entry": "tests.integration.components:Printer"}],
     )
     daemon.wait_for("session.joined", count=2)
@@ -294,7 +294,7 @@ def test_logs_are_json_events_and_a_components_print_reaches_stdout(
     events = daemon.proc.json_lines()
     assert len(events) == len(lines) - 1, daemon.describe()
     assert all("event" in e and "level" in e and "timestamp" in e for e in events)
-    assert error_uri(call(crossbar.url(), REALM, "com.example.hello", ["x"])) == (
+    assert error_uri(call(module_crossbar.url(), REALM, "com.example.hello", ["x"])) == (
         "wamp.error.no_such_procedure"
     )
 
@@ -327,13 +327,13 @@ def test_every_outage_gets_a_full_budget(
     assert daemon.terminate() == 0
 
 
-def test_wampcra_authentication_joins(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_wampcra_authentication_joins(module_crossbar: CrossbarRouter, launch: Launch) -> None:
     """WAMP-CRA with the secret from a file joins; the secret never reaches the log."""
-    secret = crossbar.workdir / "cra-secret"
+    secret = module_crossbar.workdir / "cra-secret"
     secret.write_text(CRA_SECRET + "\n")
     secret.chmod(0o600)
     daemon = launch(
-        crossbar.url("cra"),
+        module_crossbar.url("cra"),
         router={"auth": {"method": "wampcra", "authid": CRA_AUTHID, "secret_file": str(secret)}},
     )
     daemon.wait_for("session.joined")
@@ -371,11 +371,13 @@ def test_serializers_and_headers_reach_the_router(
     assert daemon.terminate() == 0
 
 
-def test_http_connect_proxy(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_http_connect_proxy(module_crossbar: CrossbarRouter, launch: Launch) -> None:
     """router.proxy: the WebSocket goes through an HTTP CONNECT proxy and joins."""
     with ConnectProxy() as proxy:
-        daemon = launch(crossbar.url(), router={"proxy": {"host": "127.0.0.1", "port": proxy.port}})
+        daemon = launch(
+            module_crossbar.url(), router={"proxy": {"host": "127.0.0.1", "port": proxy.port}}
+        )
         daemon.wait_for("session.joined")
-        assert proxy.requests == [f"127.0.0.1:{crossbar.port}"]
-        assert hello(crossbar) == "hello, wampd"
+        assert proxy.requests == [f"127.0.0.1:{module_crossbar.port}"]
+        assert hello(module_crossbar) == "hello, wampd"
         assert daemon.terminate() == 0

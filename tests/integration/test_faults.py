@@ -35,10 +35,10 @@ from .figures import record_figures
 from .wampd_proc import REALM, Launch, WampdProcess, write_config
 
 FULL = os.environ.get("WAMPD_FAULT_FULL") == "1"
-KILL_CYCLES = 20 if FULL else 3
+KILL_CYCLES = 20 if FULL else 2
 STOP_CYCLES = 5 if FULL else 2
-RESET_CYCLES = 30 if FULL else 8
-DOWN_AT_START = 10.0 if FULL else 4.0
+RESET_CYCLES = 30 if FULL else 6
+DOWN_AT_START = 10.0 if FULL else 3.0
 PING = {"ping_interval": 1.0, "ping_timeout": 1.0}
 DETECTION_BOUND = PING["ping_interval"] + PING["ping_timeout"] + 0.5
 

@@ -110,8 +110,8 @@ def test_ticket_auth_on_auth_path(module_crossbar: CrossbarRouter) -> None:
 def test_fake_router_records_a_client_that_leaves(
     fake_router_factory: Callable[..., FakeRouter],
 ) -> None:
-    """A client that calls and leaves shows up as connect, hello, welcome, call, goodbye,
-    disconnect - and its call is answered with no_such_procedure."""
+    """A client that calls and leaves shows up as connect, handshake, hello, welcome, call,
+    goodbye, disconnect - and its call is answered with no_such_procedure."""
     router = fake_router_factory()
     completed = call(router.url(), REALM, "com.example.add", [1, 2])
     assert error_uri(completed) == NO_SUCH_PROCEDURE
@@ -119,13 +119,15 @@ def test_fake_router_records_a_client_that_leaves(
     events = [e for e in router.events() if e["conn"] == 1]
     assert [e["event"] for e in events] == [
         "connect",
+        "handshake",
         "hello",
         "welcome",
         "call",
         "goodbye",
         "disconnect",
     ]
-    hello, welcome, called, goodbye = events[1:5]
+    handshake, hello, welcome, called, goodbye = events[1:6]
+    assert handshake["path"] == "/ws" and "wamp.2.json" in handshake["protocols"]
     assert hello["realm"] == REALM and hello["serializer"] == "json"
     assert welcome["session"] == 1
     assert called["procedure"] == "com.example.add" and called["args"] == [1, 2]

@@ -143,12 +143,12 @@ def test_keepalive_timeout_is_counted(crossbar: CrossbarRouter, launch: Launch) 
 
 
 def test_promtool_finds_nothing_to_lint_in_a_live_scrape(
-    crossbar: CrossbarRouter, launch: Launch
+    module_crossbar: CrossbarRouter, launch: Launch
 ) -> None:
     """promtool check metrics on a real scrape reports no problem."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: scripts/bootstrap installs Debian's prometheus package"
-    daemon, port = start_with_http(launch, crossbar.url())
+    daemon, port = start_with_http(launch, module_crossbar.url())
     daemon.wait_for("session.joined")
     _, body = fetch(port, "/metrics")
     result = subprocess.run(
@@ -220,14 +220,16 @@ def test_probe_command_for_healthchecks(launch: Launch) -> None:
 
 
 def test_sd_notify_ready_watchdog_status_stopping(
-    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
+    module_crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
 ) -> None:
     """Under systemd: READY=1, WATCHDOG=1 at half of WATCHDOG_USEC, STATUS, STOPPING=1."""
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(path)
         notify.settimeout(10)
-        daemon = launch(crossbar.url(), env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        daemon = launch(
+            module_crossbar.url(), env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
+        )
         messages: list[str] = []
 
         def until(text: str) -> None:
