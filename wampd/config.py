@@ -779,11 +779,13 @@ def _secret_from_file(ctx: _Context, t: _Table) -> Secret | None:
     if not text:
         ctx.problem(key, f"{where} is empty")
         return None
-    if mode & 0o077:
+    # Others, not group: a Kubernetes Secret reaches a non-root container only through
+    # its group (defaultMode 0440 with fsGroup), and that is no leak.
+    if mode & 0o007:
         ctx.warn(
             key,
-            f"{where} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
-            "restrict it with chmod 600",
+            f"{where} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
+            "restrict it with chmod 600 (or 640 for a group that needs it)",
         )
     return Secret(text)
 

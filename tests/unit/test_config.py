@@ -542,17 +542,24 @@ def test_secret_from_file_is_stripped_and_resolved_against_base_dir(tmp_path: Pa
     assert config.warnings == ()
 
 
-def test_group_readable_secret_file_gives_a_warning(tmp_path: Path) -> None:
-    """A secret file readable by group/others is accepted with a chmod warning."""
+def test_secret_file_readable_by_others_gives_a_warning(tmp_path: Path) -> None:
+    """A secret file readable by others is accepted with a chmod warning."""
     path = write(tmp_path / "ticket", SECRET, mode=0o644)
     data = doc(router__auth={"method": "ticket", "authid": "a", "secret_file": str(path)})
     config = parse_config(data, environ={})
 
     assert config.router.auth.secret == Secret(SECRET)
     assert config.warnings == (
-        f'router.auth.secret_file: "{path}" is accessible by group or others (mode 0644); '
-        "restrict it with chmod 600",
+        f'router.auth.secret_file: "{path}" is accessible by others (mode 0644); '
+        "restrict it with chmod 600 (or 640 for a group that needs it)",
     )
+
+
+def test_group_readable_secret_file_is_fine(tmp_path: Path) -> None:
+    """Group access alone (a Kubernetes Secret with fsGroup, mode 0440) is not warned about."""
+    path = write(tmp_path / "ticket", SECRET, mode=0o440)
+    data = doc(router__auth={"method": "ticket", "authid": "a", "secret_file": str(path)})
+    assert parse_config(data, environ={}).warnings == ()
 
 
 def test_secret_from_env() -> None:
