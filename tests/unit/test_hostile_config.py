@@ -13,37 +13,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.harness.tomlgen import toml_string, toml_value
+from wampd import config
 from wampd.cli import run_cli
 
+# The loader's own key lists, so the fuzzer follows any key added to it.
 SECTIONS = {
-    "router": [
-        "url",
-        "realm",
-        "serializers",
-        "headers",
-        "ca_file",
-        "cert_file",
-        "key_file",
-        "verify",
-        "proxy",
-        "auth",
-    ],
-    "reconnect": [
-        "initial_delay",
-        "max_delay",
-        "growth",
-        "jitter",
-        "max_retries",
-        "retry_on_start",
-        "stable_after",
-        "fatal_errors",
-    ],
-    "keepalive": ["ping_interval", "ping_timeout", "connect_timeout"],
+    "router": list(config._ROUTER_KEYS),
+    "reconnect": list(config._RECONNECT_KEYS),
+    "keepalive": list(config._KEEPALIVE_KEYS),
     "http": ["listen"],
     "log": ["format", "level"],
     "shutdown": ["timeout"],
 }
-COMPONENT_KEYS = ["name", "entry", "extra", "realm"]
+COMPONENT_KEYS = list(config._COMPONENT_KEYS)
 _SEGMENT = r'(?:"(?:[^"\\]|\\.)*"|[A-Za-z0-9_-]+)'
 #: "wampd: config error: <key>: <text>", the key dotted, quoted TOML-style where needed.
 PROBLEM = re.compile(rf"^wampd: config (error|warning): {_SEGMENT}(?:\.{_SEGMENT}|\[\d+\])*: .+")
