@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "url",
         nargs="?",
-        default=DEFAULT_PROBE_URL,
-        help=f"the URL to GET (default {DEFAULT_PROBE_URL})",
+        default=None,
+        help=f"the URL to GET (default: $WAMPD_PROBE_URL, else {DEFAULT_PROBE_URL})",
     )
     probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     return parser
@@ -82,7 +82,8 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print("wampd: error: a command is required (run, check-config, probe)", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "probe":
-        return _probe(args.url, args.timeout)
+        url = args.url or environ.get("WAMPD_PROBE_URL") or DEFAULT_PROBE_URL
+        return _probe(url, args.timeout)
     try:
         config = load_config(args.config, environ=environ)
         factories = load_components(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,18 @@ def test_no_config_given_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     """Without --config or WAMPD_CONFIG, wampd says how to give one."""
     assert run_cli(["run"], {}) == 2
     assert "WAMPD_CONFIG" in capsys.readouterr().err
+
+
+def test_probe_url_from_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    """wampd probe without a URL takes WAMPD_PROBE_URL (an image sets it with ENV)."""
+    assert run_cli(["probe"], {"WAMPD_PROBE_URL": "gopher://127.0.0.1:1/"}) == 2
+    assert "gopher://127.0.0.1:1/" in capsys.readouterr().err
+
+
+def test_probe_of_a_closed_port_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listening: exit 1 and one line saying why."""
+    with socket.socket() as s:  # a port that is surely closed: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/healthz"
+        assert run_cli(["probe", url, "--timeout", "2"], {}) == 1
+    assert url in capsys.readouterr().err
