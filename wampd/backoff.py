@@ -17,6 +17,12 @@ Jitter is then applied *under* that ceiling, so no delay ever exceeds ``max_dela
     jitter"; it does not use ``growth``.
 ``none``
     ``ceiling(n)``.
+``added``
+    ``min(max_delay, ceiling(n) + noise * r)`` where ``r`` is the draw from ``rand`` (any
+    finite number >= 0; negative or non-finite draws count as 0) -- the jitter of Twisted's
+    ``backoffPolicy`` and autobahn's ``retry_delay_jitter``: seconds *added* to the
+    delay, but still under the cap. :class:`wampd.ApplicationRunner` uses it for
+    autobahn's ``retry_delay_jitter`` (a float is ``noise``; a callable is ``rand``).
 
 Randomness comes in through ``rand``, a 0-argument callable returning a float in
 ``[0, 1)`` (``random.random`` in production, a constant in tests), so the function stays
@@ -40,6 +46,7 @@ class Jitter(StrEnum):
     EQUAL = "equal"
     DECORRELATED = "decorrelated"
     NONE = "none"
+    ADDED = "added"
 
 
 @dataclass(frozen=True)
@@ -50,12 +57,15 @@ class Backoff:
     :param max_delay: no delay is ever longer than this.
     :param growth: factor by which the ceiling grows from one retry to the next (>= 1).
     :param jitter: how the delay is spread under the ceiling.
+    :param noise: the most seconds ``added`` jitter adds for a draw of 1 (other modes
+        ignore it).
     """
 
     initial_delay: float = 1.0
     max_delay: float = 60.0
     growth: float = 2.0
     jitter: Jitter = Jitter.FULL
+    noise: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.initial_delay >= 0 and math.isfinite(self.initial_delay)):
@@ -64,6 +74,8 @@ class Backoff:
             raise ValueError(f"max_delay must be finite and >= initial_delay: {self.max_delay}")
         if not (self.growth >= 1 and math.isfinite(self.growth)):
             raise ValueError(f"growth must be a finite number >= 1: {self.growth}")
+        if not (self.noise >= 0 and math.isfinite(self.noise)):
+            raise ValueError(f"noise must be a finite number >= 0: {self.noise}")
 
     def ceiling(self, retry: int) -> float:
         """The un-jittered delay of the ``retry``-th retry (1-based), capped at ``max_delay``."""
@@ -100,6 +112,11 @@ class Backoff:
             return ceiling * _unit(rand)
         if self.jitter is Jitter.EQUAL:
             return ceiling / 2 + ceiling / 2 * _unit(rand)
+        if self.jitter is Jitter.ADDED:
+            draw = rand()
+            if not (math.isfinite(draw) and draw > 0):
+                return ceiling
+            return min(self.max_delay, ceiling + self.noise * draw)
         return ceiling
 
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO, cast
 import structlog
 import txaio
 from structlog.typing import EventDict, Processor, WrappedLogger
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogBeginner
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent, globalLogBeginner
 
 from .events import Event, State, names
 
@@ -29,6 +29,7 @@ __all__ = [
     "TwistedBridge",
     "make_logger",
     "start_logging",
+    "twisted_logger",
 ]
 
 #: Config level names (txaio's too), and their numbers for structlog.
@@ -162,6 +163,52 @@ class EventLogger:
         fields = event.fields()
         fields.pop("name")
         self._logger.log(_LEVELS["warn" if level == "warning" else level], event.name, **fields)
+
+
+_TO_TWISTED = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warning": LogLevel.warn,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+    "critical": LogLevel.critical,
+    "msg": LogLevel.info,
+}
+
+
+class _TwistedSink:
+    """structlog's output end, writing each rendered line to ``twisted.logger`` at the
+    level of the method structlog calls."""
+
+    def __init__(self, logger: Logger) -> None:
+        self._logger = logger
+
+    def __getattr__(self, method: str) -> Any:
+        level = _TO_TWISTED.get(method, LogLevel.info)
+
+        def write(message: str) -> None:
+            self._logger.emit(level, "{wampd_line}", wampd_line=message)
+
+        return write
+
+
+def twisted_logger(*, secrets: Iterable[str] = (), namespace: str = "wampd") -> Any:
+    """A structlog logger whose lines go to ``twisted.logger`` (namespace ``wampd``).
+
+    For programs that embed wampd (``wampd.Service``, ``ApplicationRunner.run`` with
+    ``start_reactor=False``, ``twist wampd``): their own Twisted log observers decide
+    where the lines go and which levels they keep.
+    """
+    processors: list[Processor] = [
+        _Redact(secrets),
+        _Safe(structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True)),
+    ]
+    return structlog.wrap_logger(
+        _TwistedSink(Logger(namespace=namespace)),
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS["debug"]),
+        cache_logger_on_first_use=True,
+    )
 
 
 class TwistedBridge:

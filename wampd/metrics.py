@@ -14,8 +14,9 @@ import platform
 from collections.abc import Iterable
 
 import autobahn
-import twisted
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+import twisted
 
 from ._version import __version__
 from .events import Event, State, names

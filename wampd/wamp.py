@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autobahn.twisted.wamp import Application
 from autobahn.twisted.websocket import (
     WampWebSocketClientFactory,
     WampWebSocketClientProtocol,
@@ -47,7 +48,7 @@ from ._typing import DelayedCall
 from .events import names
 from .link import AttemptError, Link, Loss, Reporter
 
-__all__ = ["SessionFactory", "TLSSettings", "WampConnector", "WampSettings"]
+__all__ = ["SessionFactory", "TLSSettings", "WampConnector", "WampSettings", "fresh_sessions"]
 
 #: Anything that makes a session from a ComponentConfig: an ApplicationSession or
 #: Session subclass, an ``autobahn.twisted.wamp.Application``, or a ``make`` function.
@@ -77,7 +78,8 @@ class TLSSettings:
 class WampSettings:
     """Everything about how to reach the router, shared by all of a connector's attempts."""
 
-    realm: str
+    #: ``None`` lets the component's ``onConnect`` decide (autobahn's runner allows it).
+    realm: str | None
     serializers: Sequence[str] = ("cbor", "msgpack", "json")
     headers: Mapping[str, str] = field(default_factory=dict)
     tls: TLSSettings = field(default_factory=TLSSettings)
@@ -106,13 +108,39 @@ class WampConnector:
         make_session: SessionFactory,
         settings: WampSettings,
         extra: Mapping[str, Any] | None = None,
+        *,
+        endpoint: Any = None,
+        tls: Any = None,
+        serializers: Sequence[Any] | None = None,
+        websocket_options: Mapping[str, Any] | None = None,
+        runner: Any = None,
     ) -> None:
+        """
+        :param extra: the components' ``config.extra``; a ``dict`` is passed on as it is
+            (shared by every session, as autobahn's runner does), anything else is copied.
+        :param endpoint: an ``IStreamClientEndpoint`` to use for every attempt instead of
+            one made from the URL (``ApplicationRunner.run(endpoint=...)``).
+        :param tls: a TLS connection creator (or context factory) for ``wss://`` instead of
+            one made from ``settings.tls`` (``ApplicationRunner(ssl=...)``).
+        :param serializers: autobahn serializer instances, instead of ``settings``' names.
+        :param websocket_options: extra ``setProtocolOptions`` for the WebSocket factory,
+            applied after wampd's own.
+        :param runner: the ``runner`` of every session's ``ComponentConfig``.
+        """
         self._reactor = reactor
         self._component = component
-        self._make_session = make_session
+        self._make_session = fresh_sessions(make_session)
         self._settings = settings
-        self._extra = dict(extra or {})
-        self._serializers = [_SERIALIZERS[name]() for name in settings.serializers]
+        self._extra = extra if isinstance(extra, dict) else dict(extra or {})
+        self._endpoint = endpoint
+        self._tls_creator = tls
+        self._serializers = (
+            list(serializers)
+            if serializers is not None
+            else [_SERIALIZERS[name]() for name in settings.serializers]
+        )
+        self._websocket_options = dict(websocket_options or {})
+        self._runner = runner
         self._tls = _load_tls(settings.tls)
 
     def __call__(self, url: str, report: Reporter) -> Deferred[Link]:
@@ -124,6 +152,8 @@ class WampConnector:
         """The endpoint to connect to, and autobahn's ``proxy`` option if there is one."""
         secure, host, port, *_ = parse_url(url)
         settings = self._settings
+        if self._endpoint is not None:
+            return self._endpoint, None
         timeout = settings.connect_timeout
         if settings.proxy is not None:
             proxy_host, proxy_port = settings.proxy
@@ -138,6 +168,8 @@ class WampConnector:
         return endpoint, None
 
     def tls_options(self, host: str) -> Any:
+        if self._tls_creator is not None:
+            return self._tls_creator
         settings = self._settings.tls
         trust, client = self._tls
         if not settings.verify:
@@ -176,11 +208,15 @@ class WampConnector:
             openHandshakeTimeout=0,
             closeHandshakeTimeout=settings.close_timeout,
         )
+        if self._websocket_options:
+            factory.setProtocolOptions(**self._websocket_options)
         factory.wampd_attempt = attempt
         return factory
 
     def new_session(self) -> Any:
-        return self._make_session(ComponentConfig(realm=self._settings.realm, extra=self._extra))
+        return self._make_session(
+            ComponentConfig(realm=self._settings.realm, extra=self._extra, runner=self._runner)
+        )
 
     def authenticator(self) -> Any | None:
         settings = self._settings
@@ -204,6 +240,25 @@ class WampConnector:
     @property
     def reactor(self) -> Any:
         return self._reactor
+
+
+def fresh_sessions(make: SessionFactory) -> SessionFactory:
+    """``make``, able to make a session for every attempt.
+
+    An ``autobahn.twisted.wamp.Application`` makes one session in its life: its
+    ``__call__`` asserts that ``app.session`` is still ``None``. Before each new session
+    the one before is gone, so ``app.session`` is cleared first; the application's
+    decorators then register and subscribe again on the new session.
+    """
+    if not isinstance(make, Application):
+        return make
+    app = make
+
+    def make_application_session(config: ComponentConfig) -> Any:
+        app.session = None
+        return app(config)
+
+    return make_application_session
 
 
 def _load_tls(tls: TLSSettings) -> tuple[Any | None, Any | None]:
@@ -245,7 +300,7 @@ class _Attempt:
         self._protocol: Any = None
         self._session: Any = None
         self._session_id = 0
-        self._realm = connector.settings.realm
+        self._realm = connector.settings.realm or ""
         self._close: CloseDetails | None = None
         #: The reason of a GOODBYE this side sent (the router's reply only echoes it).
         self._sent_reason: str | None = None

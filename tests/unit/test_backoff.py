@@ -20,7 +20,8 @@ units = st.floats(min_value=0.0, max_value=0.999999, allow_nan=False)
 def backoffs(draw: st.DrawFn) -> Backoff:
     initial = draw(delays)
     maximum = draw(st.floats(min_value=initial, max_value=max(initial, 1e6) * 2))
-    return Backoff(initial, maximum, draw(growths), draw(st.sampled_from(Jitter)))
+    noise = draw(st.floats(min_value=0.0, max_value=1e3))
+    return Backoff(initial, maximum, draw(growths), draw(st.sampled_from(Jitter)), noise)
 
 
 @settings(max_examples=300, deadline=None)
@@ -66,9 +67,37 @@ def test_each_jitter_lands_where_documented(backoff: Backoff, retry: int, u: flo
         assert d / 2 - 1e-9 <= delay <= d + 1e-9
     elif backoff.jitter is Jitter.NONE:
         assert delay == d
+    elif backoff.jitter is Jitter.ADDED:
+        assert delay == pytest.approx(min(backoff.max_delay, d + backoff.noise * u))
     else:
         assert backoff.initial_delay - 1e-9 <= delay
         assert delay <= min(backoff.max_delay, max(backoff.initial_delay, 6.0)) + 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    backoffs(),
+    retries,
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_added_jitter_stays_under_the_cap_whatever_the_source_returns(
+    backoff: Backoff, retry: int, value: float
+) -> None:
+    """added jitter takes seconds from any callable (autobahn's retry_delay_jitter), and a
+    huge, negative or NaN draw still gives a delay in [ceiling, max_delay]."""
+    added = Backoff(backoff.initial_delay, backoff.max_delay, backoff.growth, Jitter.ADDED, 2.5)
+    delay = added.delay(retry, lambda: value)
+    assert added.ceiling(retry) <= delay <= added.max_delay
+    assert math.isfinite(delay)
+
+
+def test_added_jitter_is_seconds_on_top_of_the_ceiling() -> None:
+    """ceiling 1.5 s, noise 0.4 s, draw 0.5: 1.7 s; the cap still wins near max_delay."""
+    backoff = Backoff(1.5, 3.0, 1.5, Jitter.ADDED, 0.4)
+    assert backoff.delay(1, lambda: 0.5) == pytest.approx(1.7)
+    assert backoff.delay(3, lambda: 0.99) == 3.0
+    with pytest.raises(ValueError, match="noise"):
+        Backoff(1, 2, 2, Jitter.ADDED, -1.0)
 
 
 def test_documented_defaults() -> None:

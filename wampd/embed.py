@@ -1,0 +1,343 @@
+"""What :class:`wampd.ApplicationRunner` and :class:`wampd.Service` share.
+
+Both take autobahn's arguments, plus wampd's own as keywords (:class:`HostOptions`), and
+turn them into the pieces the daemon is made of: a :class:`~wampd.wamp.WampConnector`,
+one :class:`~wampd.supervisor.Supervisor`, an :class:`~wampd.events.EventHub` that the
+caller can subscribe to, and -- when asked -- metrics and health over HTTP. There is no
+second reconnect implementation here: only argument handling.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, TypedDict
+
+from autobahn.websocket.util import parse_url
+from prometheus_client import CollectorRegistry
+from twisted.web.server import Site
+
+from .backoff import Backoff, Jitter
+from .config import DEFAULT_FATAL_ERRORS, _split_listen
+from .events import EventHub, Observer, State
+from .health import Health
+from .http import make_site
+from .metrics import Metrics
+from .supervisor import RetryPolicy, Supervisor
+from .wamp import SessionFactory, WampConnector, WampSettings
+
+__all__ = ["HostOptions", "HostSettings", "Hosted", "component_name", "retry_policy"]
+
+#: Twisted's ``backoffPolicy`` defaults, which autobahn's ApplicationRunner documents.
+AUTOBAHN_INITIAL_DELAY = 1.0
+AUTOBAHN_MAX_DELAY = 60.0
+AUTOBAHN_GROWTH = 1.5
+#: Seconds of ``random.random()`` added to each delay: autobahn's default jitter.
+AUTOBAHN_JITTER = 1.0
+
+
+class HostOptions(TypedDict, total=False):
+    """wampd's keyword-only additions to autobahn's arguments; see :class:`HostSettings`."""
+
+    name: str
+    jitter: Jitter | str
+    fatal_errors: Iterable[str]
+    stable_after: float
+    ping_interval: float
+    ping_timeout: float
+    connect_timeout: float
+    shutdown_timeout: float
+    http_listen: str
+    registry: CollectorRegistry
+    rand: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """The validated :class:`HostOptions`, with wampd's defaults (the daemon's)."""
+
+    #: The component's name in events, logs and metric labels (default: from ``make``).
+    name: str | None = None
+    #: wampd's jitter under the cap instead of autobahn's seconds added on top.
+    jitter: Jitter | None = None
+    #: Router ABORT reasons that end the session for good after one attempt.
+    fatal_errors: frozenset[str] = frozenset(DEFAULT_FATAL_ERRORS)
+    #: Seconds a session must stay joined before its outage counts as over.
+    stable_after: float = 5.0
+    #: WebSocket ping every this many seconds (0: off) ...
+    ping_interval: float = 5.0
+    #: ... and drop the connection when no PONG came back within this many.
+    ping_timeout: float = 5.0
+    #: Seconds one attempt may take, from TCP connect to the session joining.
+    connect_timeout: float = 10.0
+    #: Seconds to wait for the router's GOODBYE reply when stopping.
+    shutdown_timeout: float = 5.0
+    #: ``host:port`` for ``/metrics``, ``/healthz`` and ``/readyz`` (port 0: any free one).
+    http_listen: str | None = None
+    #: Where the metrics go (default: a registry of the runner's own).
+    registry: CollectorRegistry | None = None
+    #: Source of floats in [0, 1) for jitter (tests pass a constant).
+    rand: Callable[[], float] = field(default=random.random, repr=False)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> HostSettings:
+        """Validate ``options``: an unknown name is a ``TypeError``, a bad value a
+        ``ValueError``; both name the keyword."""
+        known = [f.name for f in fields(cls)]
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TypeError(f"unexpected keyword argument {key!r}{hint}")
+        values = dict(options)
+        if "jitter" in values:
+            values["jitter"] = _jitter(values["jitter"])
+        if "fatal_errors" in values:
+            errors = values["fatal_errors"]
+            if isinstance(errors, str) or not all(isinstance(e, str) for e in errors):
+                raise ValueError(f"fatal_errors must be an iterable of WAMP URIs, got {errors!r}")
+            values["fatal_errors"] = frozenset(errors)
+        for key in ("stable_after", "ping_interval", "ping_timeout", "shutdown_timeout"):
+            if key in values:
+                _seconds(key, values[key], zero=True)
+        if "connect_timeout" in values:
+            _seconds("connect_timeout", values["connect_timeout"], zero=False)
+        if values.get("ping_interval", 5.0) > 0 and values.get("ping_timeout", 5.0) <= 0:
+            raise ValueError("ping_timeout must be > 0 when ping_interval is on")
+        if "http_listen" in values:
+            listen_address(values["http_listen"])
+        if "name" in values and not (isinstance(values["name"], str) and values["name"]):
+            raise ValueError(f"name must be a non-empty string, got {values['name']!r}")
+        if "rand" in values and not callable(values["rand"]):
+            raise ValueError(f"rand must be a 0-argument callable, got {values['rand']!r}")
+        return cls(**values)
+
+
+def _jitter(value: object) -> Jitter:
+    try:
+        return Jitter(str(value)) if isinstance(value, str) else Jitter(value)  # type: ignore[arg-type]
+    except ValueError:
+        choices = ", ".join(j.value for j in Jitter)
+        raise ValueError(f"jitter must be one of {choices}; got {value!r}") from None
+
+
+def _seconds(name: str, value: object, *, zero: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value < 0 if zero else value <= 0):  # type: ignore[operator]
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def listen_address(listen: object) -> tuple[str, int]:
+    """``(host, port)`` from ``"host:port"``; port 0 asks for any free port."""
+    if not isinstance(listen, str):
+        raise ValueError(f"http_listen must be a string 'host:port', got {listen!r}")
+    any_port = listen.endswith(":0")
+    try:
+        parsed = _split_listen(listen[:-1] + "1" if any_port else listen)
+    except ValueError as e:
+        raise ValueError(f"http_listen {listen!r}: {e}") from None
+    if parsed is None:
+        raise ValueError("http_listen must be 'host:port', got ''")
+    host, port = parsed
+    return host, 0 if any_port else port
+
+
+def retry_policy(
+    *,
+    max_retries: int | None,
+    initial_retry_delay: float | None,
+    max_retry_delay: float | None,
+    retry_delay_growth: float | None,
+    retry_delay_jitter: float | Callable[[], float] | None,
+    settings: HostSettings,
+) -> tuple[RetryPolicy, Callable[[], float]]:
+    """The supervisor's policy and random source from autobahn's retry arguments.
+
+    Any subset may be given; the rest take the defaults autobahn documents (1 s, 60 s,
+    growth 1.5, ``random.random`` seconds added). ``max_retries`` ``None`` or ``-1`` is
+    no limit. ``retry_delay_jitter`` is seconds of noise: a number scales
+    ``random.random()``, a 0-argument callable is called for each delay. Every delay
+    stays under ``max_retry_delay``. ``jitter=`` (wampd's modes) replaces it.
+    """
+    if max_retries is None:
+        max_retries = -1
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
+        raise ValueError(f"max_retries must be an int >= -1 (-1: no limit), got {max_retries!r}")
+    maximum = _optional("max_retry_delay", max_retry_delay, AUTOBAHN_MAX_DELAY)
+    initial = _optional("initial_retry_delay", initial_retry_delay, min(1.0, maximum))
+    growth = _optional("retry_delay_growth", retry_delay_growth, AUTOBAHN_GROWTH)
+    if initial > maximum:
+        raise ValueError(
+            f"initial_retry_delay ({initial}) must not be more than max_retry_delay ({maximum})"
+        )
+    if growth < 1:
+        raise ValueError(f"retry_delay_growth must be >= 1, got {growth}")
+    rand = settings.rand
+    if settings.jitter is not None:
+        if retry_delay_jitter is not None:
+            raise ValueError(
+                "give either retry_delay_jitter (seconds added, autobahn's) or jitter "
+                "(wampd's mode), not both"
+            )
+        backoff = Backoff(initial, maximum, growth, settings.jitter)
+    elif callable(retry_delay_jitter):
+        backoff, rand = Backoff(initial, maximum, growth, Jitter.ADDED, 1.0), retry_delay_jitter
+    else:
+        noise = _optional("retry_delay_jitter", retry_delay_jitter, AUTOBAHN_JITTER)
+        backoff = Backoff(initial, maximum, growth, Jitter.ADDED, noise)
+    policy = RetryPolicy(
+        backoff=backoff,
+        max_retries=max_retries,
+        retry_on_start=True,
+        stable_after=settings.stable_after,
+        fatal_errors=settings.fatal_errors,
+    )
+    return policy, rand
+
+
+def _optional(name: str, value: object, default: float) -> float:
+    return default if value is None else _seconds(name, value, zero=True)
+
+
+def default_reactor() -> Any:
+    """The global reactor, imported only when a caller did not pass one."""
+    from twisted.internet import reactor  # noqa: PLC0415 -- importing it installs it
+
+    return reactor
+
+
+def component_name(make: object) -> str:
+    """A name for ``make``'s sessions: its ``__name__``, an Application's prefix, or its type."""
+    name = getattr(make, "__name__", None)
+    if isinstance(name, str) and name and name != "<lambda>":
+        return name
+    prefix = getattr(make, "_prefix", None)
+    if isinstance(prefix, str) and prefix:
+        return prefix
+    return type(make).__name__
+
+
+def check_url(url: object, *, tls: bool) -> str:
+    """``url`` if wampd can reach a router there; a ``ValueError`` saying why not."""
+    if not isinstance(url, str):
+        raise ValueError(f"url must be a ws:// or wss:// URL string, got {url!r}")
+    if url.startswith(("rs://", "rss://")):
+        raise ValueError(
+            f"url {url!r}: RawSocket is not supported by wampd (it has no keepalive pings, "
+            "so a dead link would go unnoticed); use the router's WebSocket transport"
+        )
+    try:
+        secure, *_ = parse_url(url)
+    except Exception as e:
+        raise ValueError(f"url {url!r} is not a ws:// or wss:// URL: {e}") from None
+    if tls and not secure:
+        raise ValueError(
+            f'ssl/context_factory given, but url {url!r} is "ws:"; did you mean "wss:"?'
+        )
+    return url
+
+
+class Hosted:
+    """One supervised component with its event hub, health, and (optionally) metrics.
+
+    :param connector_options: keywords for :class:`~wampd.wamp.WampConnector` (endpoint,
+        tls, serializers, websocket_options, runner).
+    """
+
+    def __init__(
+        self,
+        *,
+        make: SessionFactory,
+        url: str,
+        settings: HostSettings,
+        wamp: WampSettings,
+        policy: RetryPolicy,
+        rand: Callable[[], float],
+        reactor: Any,
+        extra: Mapping[str, Any] | None,
+        connector_options: Mapping[str, Any],
+    ) -> None:
+        if not callable(make):
+            raise TypeError(
+                f"make must be a session class, an Application or a make(config) "
+                f"callable, got {make!r}"
+            )
+        self.name = settings.name or component_name(make)
+        self.hub = EventHub()
+        self.health = Health([self.name])
+        self.hub.subscribe(self.health)
+        self.registry = settings.registry
+        if self.registry is None and settings.http_listen is not None:
+            self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, [self.name]) if self.registry is not None else None
+        if self.metrics is not None:
+            self.hub.subscribe(self.metrics)
+        self.listen = (
+            listen_address(settings.http_listen) if settings.http_listen is not None else None
+        )
+        self.site: Site | None = None
+        if self.listen is not None and self.registry is not None:
+            self.site = make_site(self.registry, self.health, reactor)
+        connector = WampConnector(reactor, self.name, make, wamp, extra, **connector_options)
+        self.supervisor = Supervisor(
+            self.name,
+            connector,
+            [url],
+            policy=policy,
+            clock=reactor,
+            hub=self.hub,
+            rand=rand,
+            connect_timeout=settings.connect_timeout,
+            leave_timeout=settings.shutdown_timeout,
+        )
+
+    @property
+    def state(self) -> State:
+        """The supervised session's state now."""
+        return self.supervisor.state
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with every :class:`~wampd.events.Event`; returns an unsubscribe."""
+        return self.hub.subscribe(observer)
+
+
+def wamp_settings(
+    *,
+    realm: str | None,
+    serializers: Sequence[Any] | None,
+    proxy: Mapping[str, Any] | None,
+    headers: Mapping[str, Any] | None,
+    settings: HostSettings,
+) -> tuple[WampSettings, dict[str, Any]]:
+    """:class:`~wampd.wamp.WampSettings` from autobahn's arguments, plus the serializer
+    instances for the connector (autobahn's ``serializers`` are objects, not names)."""
+    if realm is not None and not isinstance(realm, str):
+        raise ValueError(f"realm must be a string, got {realm!r}")
+    proxy_address: tuple[str, int] | None = None
+    if proxy is not None:
+        if not (isinstance(proxy, Mapping) and {"host", "port"} <= set(proxy)):
+            raise ValueError(f"proxy must be a dict with 'host' and 'port', got {proxy!r}")
+        proxy_address = (str(proxy["host"]), int(proxy["port"]))
+    if headers is not None and not isinstance(headers, Mapping):
+        raise ValueError(f"headers must be a dict, got {headers!r}")
+    connector: dict[str, Any] = {}
+    names: tuple[str, ...] = ("cbor", "msgpack", "json")
+    if serializers is not None:
+        if isinstance(serializers, (str, bytes)) or not list(serializers):
+            raise ValueError(f"serializers must be a non-empty list, got {serializers!r}")
+        connector["serializers"] = list(serializers)
+    wamp = WampSettings(
+        realm=realm,
+        serializers=names,
+        headers={str(k): str(v) for k, v in (headers or {}).items()},
+        proxy=proxy_address,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        connect_timeout=settings.connect_timeout,
+    )
+    return wamp, connector
