@@ -5,6 +5,8 @@ subclass, an ``autobahn.twisted.wamp.Application`` with decorators, and a ``make
 factory. Each registers a procedure a plain client can call.
 """
 
+import json
+
 from autobahn.twisted.wamp import Application, ApplicationSession, Session
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet.defer import inlineCallbacks
@@ -71,3 +73,21 @@ class Printer(ApplicationSession):
 
     def onJoin(self, details):
         print("printed by a component", flush=True)
+
+
+class WrongTicket(ApplicationSession):
+    """Asks for ticket authentication and answers with a ticket the router rejects."""
+
+    def onConnect(self):
+        self.join(self.config.realm, authmethods=["ticket"], authid="agent")
+
+    def onChallenge(self, challenge):
+        return "not-the-ticket"
+
+
+class ReportsLeave(Hello):
+    """Hello, printing each leave's reason as a JSON line (did the router answer GOODBYE?)."""
+
+    def onLeave(self, details):
+        print(json.dumps({"left": details.reason}), flush=True)
+        super().onLeave(details)

@@ -1,0 +1,457 @@
+"""The drop-in library API against the real router: ``wampd.ApplicationRunner``,
+``wampd.Service`` and ``twist wampd``.
+
+The programs under test are written as autobahn's docs show them, with only the import
+changed (``tests/integration/library_host.py``). There is one regression test per
+defect of autobahn's runners listed in the reference; each says which. Outages come from
+a fault proxy in front of one shared router, which is quicker than restarting it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
+from tests.harness.fault_proxy import FaultProxy
+from tests.harness.procs import REPO_ROOT, Proc, harness_env, python_module
+from tests.harness.wamp_call import call
+from tests.integration.wampd_proc import REALM, write_config
+
+pytestmark = pytest.mark.integration
+
+#: Retries quick enough for tests (the runner's own defaults are autobahn's 1 s .. 60 s).
+QUICK = {"initial_retry_delay": 0.1, "max_retry_delay": 0.3, "stable_after": 1.0}
+
+
+@pytest.fixture
+def proxy(module_crossbar: CrossbarRouter, tmp_path: Path) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the module's router, passing traffic."""
+    with FaultProxy(tmp_path / "proxy", module_crossbar.port) as p:
+        yield p
+
+
+class Host:
+    """One run of ``library_host`` with a JSON spec; its stdout parsed as JSON lines."""
+
+    def __init__(self, tmp_path: Path, spec: dict[str, Any], name: str = "host") -> None:
+        self.proc = Proc(
+            python_module("tests.integration.library_host", json.dumps(spec)),
+            stdout_path=tmp_path / f"{name}.out",
+            stderr_path=tmp_path / f"{name}.err",
+            env=harness_env(),
+            cwd=REPO_ROOT,
+            name=name,
+        ).start()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return self.proc.json_lines()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.lines()
+            if e.get("host") == "event" and (name is None or e["name"] == name)
+        ]
+
+    def wait_event(self, name: str, count: int = 1, timeout: float = 15) -> dict[str, Any]:
+        """Wait until ``count`` events called ``name`` were printed; return the last."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = not self.proc.running
+            found = self.events(name)
+            if len(found) >= count:
+                return found[count - 1]
+            if exited or time.monotonic() > deadline:
+                pytest.fail(f"{count} x {name} not seen within {timeout} s\n{self.describe()}")
+            time.sleep(0.05)
+
+    def end(self, timeout: float = 15) -> tuple[int, dict[str, Any]]:
+        """Wait for the exit: the status and the ``returned``/``raised`` line."""
+        status = self.proc.wait(timeout)
+        ends = [line for line in self.lines() if line.get("host") in ("returned", "raised")]
+        assert len(ends) == 1, self.describe()
+        return status, ends[0]
+
+    def describe(self) -> str:
+        return self.proc.describe() + "\nstderr:\n" + _tail(self.proc.stderr_path)
+
+    def stop(self) -> None:
+        self.proc.kill()
+
+
+def _tail(path: Path | None) -> str:
+    return path.read_text()[-3000:] if path is not None and path.exists() else ""
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[list[Host]]:
+    made: list[Host] = []
+    yield made
+    for h in made:
+        h.stop()
+
+
+def start(hosts: list[Host], tmp_path: Path, **spec: Any) -> Host:
+    spec.setdefault("api", "runner")
+    spec.setdefault("realm", REALM)
+    host = Host(tmp_path, spec, name=f"host{len(hosts)}")
+    hosts.append(host)
+    return host
+
+
+def hello(prefix: str) -> dict[str, Any]:
+    return {"extra": {"prefix": prefix}}
+
+
+def answers(url: str, procedure: str) -> bool:
+    return call(url, REALM, procedure, ["wampd"], timeout=10).returncode == 0
+
+
+# -- the seed's usage patterns, unchanged but for the import --
+
+
+@pytest.mark.parametrize(
+    ("component", "procedure"),
+    [
+        ("tests.integration.components:Hello", "com.lib.hello"),
+        ("tests.integration.components:make", "com.made.hello"),
+        ("tests.integration.components:app", "com.example.app.echo"),
+    ],
+    ids=["session-class", "make-factory", "application"],
+)
+def test_runner_hosts_each_form_and_rejoins_after_a_drop(
+    component: str,
+    procedure: str,
+    proxy: FaultProxy,
+    module_crossbar: CrossbarRouter,
+    hosts: list[Host],
+    tmp_path: Path,
+) -> None:
+    """``run(Class)``, ``run(make)`` and ``run(app)`` with ``auto_reconnect=True``: each
+    joins and answers; after every connection is reset each joins again and answers
+    again (an ``Application`` makes a new session per connection); SIGTERM then ends
+    ``run()`` with a GOODBYE and status 0. Retry delays are given without
+    ``max_retries`` (autobahn defect 4: that failed inside the policy)."""
+    host = start(
+        hosts,
+        tmp_path,
+        url=proxy.url(),
+        component=component,
+        kwargs={**QUICK, **hello("com.lib")},
+        run={"auto_reconnect": True},
+    )
+    host.wait_event("session.joined")
+    assert answers(module_crossbar.url(), procedure), host.describe()
+    proxy.mode("reset")
+    host.wait_event("session.left")
+    proxy.mode("pass")
+    host.wait_event("session.joined", count=2)
+    assert answers(module_crossbar.url(), procedure), host.describe()
+    host.proc.signal(signal.SIGTERM)
+    status, end = host.end()
+    assert (status, end["host"]) == (0, "returned"), host.describe()
+    assert [e["reason"] for e in host.events("session.left")][-1] == "wamp.close.normal"
+    assert not host.events("component.error"), host.describe()
+
+
+# -- one regression test per autobahn defect --
+
+
+def test_max_retries_is_exact_and_run_raises_when_it_is_spent(
+    proxy: FaultProxy, hosts: list[Host], tmp_path: Path
+) -> None:
+    """Defects 1 and 3: ``max_retries=3`` after a drop is exactly 3 retries (autobahn made
+    4 of 5), then ``run()`` stops the reactor and raises ``RetriesExhausted`` (autobahn
+    hung). The observer saw every step (defect 8: there was no callback)."""
+    host = start(
+        hosts,
+        tmp_path,
+        url=proxy.url(),
+        component="tests.integration.components:Hello",
+        kwargs={**QUICK, **hello("com.budget"), "max_retries": 3},
+        run={"auto_reconnect": True},
+    )
+    host.wait_event("session.joined")
+    proxy.mode("refuse")
+    proxy.mode("reset")
+    status, end = host.end()
+    assert status == 3, host.describe()
+    assert end["error"] == "RetriesExhausted"
+    assert "gave up after 3 retries" in end["message"]
+    names = [e["name"] for e in host.events()]
+    after_loss = names[names.index("session.left") :]
+    assert after_loss.count("connect.attempt") == 3
+    assert after_loss.count("retry.scheduled") == 3
+    assert after_loss[-2:] == ["connect.failed", "retries.exhausted"]
+
+
+def test_router_down_at_start_is_retried_with_max_retries_alone(
+    proxy: FaultProxy, hosts: list[Host], tmp_path: Path
+) -> None:
+    """Defects 2 and 4: with only ``max_retries`` given (autobahn: ``TypeError``) and the
+    router down at start (autobahn: "hit stop" and a hang), the runner retries with
+    autobahn's documented 1 s first delay and joins once the router is there."""
+    proxy.mode("refuse")
+    host = start(
+        hosts,
+        tmp_path,
+        url=proxy.url(),
+        component="tests.integration.components:Hello",
+        kwargs={**hello("com.late"), "max_retries": 5},
+        run={"auto_reconnect": True},
+    )
+    failed = host.wait_event("connect.failed")
+    retry = host.wait_event("retry.scheduled")
+    assert 1.0 <= retry["delay"] <= 2.0, retry  # 1 s + up to 1 s of added jitter
+    assert "refused" in failed["error"].lower()
+    proxy.mode("pass")
+    joined = host.wait_event("session.joined", timeout=10)
+    assert joined["url"] == proxy.url()
+    host.proc.signal(signal.SIGTERM)
+    assert host.end()[0] == 0
+
+
+@pytest.mark.parametrize("fatal", [True, False], ids=["fatal", "budget"])
+def test_wrong_ticket_is_not_retried_forever(
+    fatal: bool, module_crossbar: CrossbarRouter, hosts: list[Host], tmp_path: Path
+) -> None:
+    """Defect 5: a router that accepts TCP and then rejects the ticket. By default
+    ``not_authorized`` is fatal: one attempt, ``FatalRouterError``. Made non-fatal, the
+    TCP connects do not refill the budget: exactly 1 + 2 attempts for
+    ``max_retries=2`` (autobahn made 21 in 8 s)."""
+    kwargs: dict[str, Any] = {**QUICK, "max_retries": 2}
+    if not fatal:
+        kwargs["fatal_errors"] = []
+    host = start(
+        hosts,
+        tmp_path,
+        url=module_crossbar.url("auth"),
+        component="tests.integration.components:WrongTicket",
+        kwargs=kwargs,
+        run={"auto_reconnect": True},
+    )
+    status, end = host.end()
+    assert status == 3, host.describe()
+    attempts = host.events("connect.attempt")
+    if fatal:
+        assert end["error"] == "FatalRouterError"
+        assert "wamp.error.not_authorized" in end["message"]
+        assert len(attempts) == 1
+    else:
+        assert end["error"] == "RetriesExhausted"
+        assert len(attempts) == 3
+    assert not host.events("session.joined")
+
+
+def test_goodbye_on_shutdown_after_reconnects(
+    proxy: FaultProxy, hosts: list[Host], tmp_path: Path
+) -> None:
+    """Defect 6: after two reconnects, SIGTERM (reactor shutdown) still sends GOODBYE:
+    the router's GOODBYE reply (Crossbar echoes the reason) reaches the component's
+    ``onLeave``; a connection closed without it would say ``transport_lost``."""
+    host = start(
+        hosts,
+        tmp_path,
+        url=proxy.url(),
+        component="tests.integration.components:ReportsLeave",
+        kwargs={**QUICK, **hello("com.bye")},
+        run={"auto_reconnect": True},
+    )
+    for joins in (1, 2):
+        host.wait_event("session.joined", count=joins)
+        proxy.mode("reset")
+        host.wait_event("session.left", count=joins)
+        proxy.mode("pass")
+    host.wait_event("session.joined", count=3)
+    host.proc.signal(signal.SIGTERM)
+    status, _ = host.end()
+    assert status == 0, host.describe()
+    leaves = [line["left"] for line in host.lines() if "left" in line]
+    assert leaves[-1] == "wamp.close.normal", host.describe()
+
+
+def test_a_component_that_leaves_is_done(
+    module_crossbar: CrossbarRouter, hosts: list[Host], tmp_path: Path
+) -> None:
+    """Defect 7: a clean leave by the component is not reconnected; ``run()`` returns
+    (status 0) after one attempt and one join."""
+    host = start(
+        hosts,
+        tmp_path,
+        url=module_crossbar.url(),
+        component="tests.integration.components:LeavesAtOnce",
+        kwargs=QUICK,
+        run={"auto_reconnect": True},
+    )
+    status, end = host.end()
+    assert (status, end["host"]) == (0, "returned"), host.describe()
+    assert len(host.events("connect.attempt")) == 1
+    assert len(host.events("session.joined")) == 1
+
+
+def test_print_reaches_stdout_at_log_level_warn(
+    module_crossbar: CrossbarRouter, hosts: list[Host], tmp_path: Path
+) -> None:
+    """Defect 9: with ``log_level="warn"`` a component's ``print()`` still reaches stdout
+    (autobahn redirected stdout into the log and dropped it), and info lines are not
+    logged."""
+    host = start(
+        hosts,
+        tmp_path,
+        url=module_crossbar.url(),
+        component="tests.integration.components:Printer",
+        kwargs=QUICK,
+        run={"auto_reconnect": True, "log_level": "warn"},
+    )
+    host.proc.wait_for_line(lambda line: line == "printed by a component", 15)
+    host.proc.signal(signal.SIGTERM)
+    assert host.end()[0] == 0
+    logged = [line for line in host.lines() if "event" in line and "host" not in line]
+    assert all(line["level"] != "info" for line in logged), logged
+
+
+def test_keepalive_detects_a_dead_link(
+    proxy: FaultProxy, hosts: list[Host], tmp_path: Path
+) -> None:
+    """No keepalive knob in autobahn's runner (10 s + 5 s, hard-coded); here
+    ``ping_interval``/``ping_timeout`` find a black-holed link within their sum."""
+    host = start(
+        hosts,
+        tmp_path,
+        url=proxy.url(),
+        component="tests.integration.components:Hello",
+        kwargs={**QUICK, **hello("com.ka"), "ping_interval": 0.5, "ping_timeout": 0.5},
+        run={"auto_reconnect": True},
+    )
+    host.wait_event("session.joined")
+    proxy.mode("blackhole")
+    started = time.monotonic()
+    host.wait_event("keepalive.timeout", timeout=5)
+    assert time.monotonic() - started < 2.5
+    proxy.mode("pass")
+    host.wait_event("session.joined", count=2, timeout=10)
+
+
+def test_without_auto_reconnect_a_lost_session_ends_run(
+    proxy: FaultProxy, hosts: list[Host], tmp_path: Path
+) -> None:
+    """``auto_reconnect=False`` with ``start_reactor=False``: losing the session fails
+    the Deferred ``run()`` returned (autobahn left a silent reactor), after one
+    attempt."""
+    host = start(
+        hosts,
+        tmp_path,
+        api="runner-deferred",
+        url=proxy.url(),
+        component="tests.integration.components:Hello",
+        kwargs=hello("com.once"),
+    )
+    host.wait_event("session.joined")
+    proxy.mode("reset")
+    status, end = host.end()
+    assert (status, end["error"]) == (3, "RetriesExhausted"), host.describe()
+    assert "after 0 retries" in end["message"]
+    assert len(host.events("connect.attempt")) == 1
+
+
+def test_service_in_a_multiservice_rejoins_and_leaves_on_stop(
+    proxy: FaultProxy,
+    module_crossbar: CrossbarRouter,
+    hosts: list[Host],
+    tmp_path: Path,
+) -> None:
+    """``Service(url, realm, make)`` inside a ``MultiService``: joins, rejoins after a
+    drop, and ``stopService`` leaves with GOODBYE (the router's reply, echoing
+    ``wamp.close.normal``, reaches ``onLeave``) before its Deferred fires."""
+    host = start(
+        hosts,
+        tmp_path,
+        api="service",
+        url=proxy.url(),
+        component="tests.integration.components:ReportsLeave",
+        kwargs={**QUICK, "extra": {"prefix": "com.svc"}},
+    )
+    host.wait_event("session.joined")
+    proxy.mode("reset")
+    host.wait_event("session.left")
+    proxy.mode("pass")
+    host.wait_event("session.joined", count=2)
+    assert answers(module_crossbar.url(), "com.svc.hello"), host.describe()
+    host.proc.signal(signal.SIGTERM)
+    status, end = host.end()
+    assert (status, end["host"]) == (0, "returned"), host.describe()
+    leaves = [line["left"] for line in host.lines() if "left" in line]
+    assert leaves[-1] == "wamp.close.normal", host.describe()
+
+
+# -- twist wampd --
+
+
+def twist(tmp_path: Path, config: Path) -> Proc:
+    return Proc(
+        [sys.executable, "-m", "twisted", "wampd", "--config", str(config)],
+        stdout_path=tmp_path / "twist.out",
+        env=harness_env(),
+        cwd=REPO_ROOT,
+        name="twist",
+    ).start()
+
+
+def test_twist_plugin_runs_the_daemon(module_crossbar: CrossbarRouter, tmp_path: Path) -> None:
+    """``twist wampd --config FILE`` joins the configured component (its log lines go
+    through Twisted's log) and, on SIGTERM, leaves with GOODBYE before the process ends."""
+    config = write_config(
+        tmp_path / "wampd.toml",
+        {"router": {"url": module_crossbar.url(), "realm": REALM}, "http": {"listen": ""}},
+        [
+            {
+                "name": "hello",
+                "entry": "tests.integration.components:Hello",
+                "extra": {"prefix": "com.twist"},
+            }
+        ],
+    )
+    with twist(tmp_path, config) as proc:
+        proc.wait_for_line(lambda line: "event='session.joined'" in line, 20)
+        assert answers(module_crossbar.url(), "com.twist.hello"), proc.describe()
+        proc.signal(signal.SIGTERM)
+        # twist ends by re-raising the signal once the reactor has stopped (Twisted's way).
+        assert proc.wait(15) == -signal.SIGTERM, proc.describe()
+    out = proc.output()
+    assert "event='session.left'" in out
+    assert "reason='wamp.close.normal'" in out
+    assert out.index("event='session.left'") < out.index("event='daemon.stopped' exit_code=0")
+
+
+def test_twist_plugin_exit_statuses(module_crossbar: CrossbarRouter, tmp_path: Path) -> None:
+    """``twist wampd`` ends like ``wampd run``: 2 for a bad config (one line naming the
+    key), 78 for a fatal router rejection (a wrong ticket)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[router]\nurl = "ws://127.0.0.1:1/ws"\nrealm = "r"\nretries = 3\n')
+    with twist(tmp_path / "bad", bad) as proc:
+        assert proc.wait(15) == 2, proc.describe()
+    assert "wampd: config error: router.retries" in proc.output()
+    wrong = write_config(
+        tmp_path / "wrong.toml",
+        {
+            "router": {
+                "url": module_crossbar.url("auth"),
+                "realm": REALM,
+                "auth": {"method": "ticket", "authid": AGENT_AUTHID, "secret": "wrong"},
+            },
+            "http": {"listen": ""},
+        },
+        [{"name": "hello", "entry": "tests.integration.components:Hello"}],
+    )
+    assert AGENT_TICKET != "wrong"
+    with twist(tmp_path / "wrong", wrong) as proc:
+        assert proc.wait(15) == 78, proc.describe()
+    assert "event='fatal.error'" in proc.output()
