@@ -21,6 +21,8 @@ RUN python3 -m venv /opt/wampd
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY wampd ./wampd
+# The `twist wampd` plugin module, installed into site-packages/twisted/plugins.
+COPY twisted ./twisted
 # A regular (not editable) install: the runtime stage gets the venv and nothing else.
 # pip compiles the .pyc files here, so the read-only runtime never needs to write them.
 # setuptools (which Python 3.11's venv adds, 3.12's does not) is not needed at run time;

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -400,9 +401,12 @@ def test_image_contents_and_size(
     site = next((rootfs / "opt/wampd/lib").glob("python3.*/site-packages"))
     assert not list(site.glob("setuptools*")), "setuptools is in the runtime venv"
     assert list((site / "wampd").glob("__pycache__/*.pyc")), "wampd's bytecode is not compiled"
+    assert (site / "twisted/plugins/wampd_plugin.py").is_file(), "the twist plugin is missing"
 
     version = _run(_buildah_run(container, "wampd", "--version")).strip()
     assert version == f"wampd {__version__}"
+    plugins = _run(_buildah_run(container, "twist", "--help"))
+    assert re.search(r"^\s+wampd\s", plugins, re.MULTILINE), plugins
     ids = _run(
         _buildah_run(
             container,

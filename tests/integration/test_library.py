@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 from tests.harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
 from tests.harness.fault_proxy import FaultProxy
+from tests.harness.ports import free_port
 from tests.harness.procs import REPO_ROOT, Proc, harness_env, python_module
 from tests.harness.wamp_call import call
 from tests.integration.wampd_proc import REALM, write_config
@@ -390,6 +392,30 @@ def test_service_in_a_multiservice_rejoins_and_leaves_on_stop(
     assert (status, end["host"]) == (0, "returned"), host.describe()
     leaves = [line["left"] for line in host.lines() if "left" in line]
     assert leaves[-1] == "wamp.close.normal", host.describe()
+
+
+def test_the_runner_example_runs(module_crossbar: CrossbarRouter, tmp_path: Path) -> None:
+    """``examples/runner.py``: joins, answers ``com.example.hello``, serves /healthz and
+    /metrics (session up) on the port it is given, prints its events, and ends with
+    status 0 on SIGTERM."""
+    port = free_port()
+    with Proc(
+        [sys.executable, "runner.py", module_crossbar.url(), f"127.0.0.1:{port}"],
+        stdout_path=tmp_path / "example.out",
+        env=harness_env(),
+        cwd=REPO_ROOT / "examples",
+        name="example",
+    ) as proc:
+        proc.wait_for_line(lambda line: line == "session.joined: Hello is joined", 20)
+        result = call(module_crossbar.url(), REALM, "com.example.hello", ["wampd"])
+        assert json.loads(result.stdout) == "hello, wampd", proc.describe()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'wampd_session_up{component="Hello"} 1.0' in metrics, metrics
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, proc.describe()
 
 
 # -- twist wampd --

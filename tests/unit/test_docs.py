@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 from wampd import errors
+from wampd.embed import HostSettings
 from wampd.supervisor import _Machine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,3 +31,13 @@ def test_readme_documents_the_exit_statuses_the_code_uses() -> None:
     text = (ROOT / "README.md").read_text()
     for name in ("EXIT_OK", "EXIT_INTERNAL", "EXIT_CONFIG", "EXIT_RETRIES_EXHAUSTED", "EXIT_FATAL"):
         assert re.search(rf"^\| {getattr(errors, name)} \|", text, re.MULTILINE), name
+
+
+def test_readme_lists_every_keyword_the_runner_adds() -> None:
+    """The README section "Coming from ApplicationRunner" lists each wampd keyword once."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Coming from ApplicationRunner", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| keyword | default |", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \|", table, re.MULTILINE))
+    names = {name for pair in listed for name in pair if name}
+    assert names == {f.name for f in dataclasses.fields(HostSettings)}
