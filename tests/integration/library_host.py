@@ -4,7 +4,8 @@
 
     {"api": "runner" | "runner-deferred" | "service",
      "url": ..., "realm": ..., "component": "tests.integration.components:Hello",
-     "kwargs": {...constructor keywords...}, "run": {...run() keywords...}}
+     "kwargs": {...constructor keywords...}, "run": {...run() keywords...},
+     "ssl_ca": "ca.pem" (optional: TLS options for ssl= / context_factory=)}
 
 Every supervisor event is printed as a JSON line ``{"host": "event", "name": ...}``; how
 the run ended is printed as ``{"host": "returned"}`` (exit 0) or ``{"host": "raised",
@@ -33,10 +34,24 @@ def raised(error: BaseException) -> int:
     return 3
 
 
+def tls_options(spec: dict[str, Any]) -> Any:
+    """``{"ssl_ca": PEM file}``: TLS options trusting that CA, as a program would make them."""
+    if "ssl_ca" not in spec:
+        return None
+    from pathlib import Path  # noqa: PLC0415
+
+    from twisted.internet.ssl import Certificate, optionsForClientTLS  # noqa: PLC0415
+
+    trust = Certificate.loadPEM(Path(spec["ssl_ca"]).read_bytes())
+    return optionsForClientTLS("127.0.0.1", trustRoot=trust)
+
+
 def run_runner(spec: dict[str, Any]) -> int:
     import wampd  # noqa: PLC0415 -- after the reactor choice, as users do
 
-    runner = wampd.ApplicationRunner(spec["url"], spec.get("realm"), **spec.get("kwargs", {}))
+    runner = wampd.ApplicationRunner(
+        spec["url"], spec.get("realm"), ssl=tls_options(spec), **spec.get("kwargs", {})
+    )
     runner.subscribe(on_event)
     make = load_entry(spec["component"])
     if spec["api"] == "runner":
@@ -73,7 +88,11 @@ def run_service(spec: dict[str, Any]) -> int:
 
     top = MultiService()
     service = wampd.Service(
-        spec["url"], spec.get("realm"), load_entry(spec["component"]), **spec.get("kwargs", {})
+        spec["url"],
+        spec.get("realm"),
+        load_entry(spec["component"]),
+        context_factory=tls_options(spec),
+        **spec.get("kwargs", {}),
     )
     service.subscribe(on_event)
     service.setServiceParent(top)

@@ -23,9 +23,9 @@ import pytest
 from tests.harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
 from tests.harness.fault_proxy import FaultProxy
 from tests.harness.ports import free_port
-from tests.harness.procs import REPO_ROOT, Proc, harness_env, python_module
+from tests.harness.procs import REPO_ROOT, Proc, harness_env
 from tests.harness.wamp_call import call
-from tests.integration.wampd_proc import REALM, write_config
+from tests.integration.wampd_proc import REALM, Host, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -38,59 +38,6 @@ def proxy(module_crossbar: CrossbarRouter, tmp_path: Path) -> Iterator[FaultProx
     """A fault proxy in front of the module's router, passing traffic."""
     with FaultProxy(tmp_path / "proxy", module_crossbar.port) as p:
         yield p
-
-
-class Host:
-    """One run of ``library_host`` with a JSON spec; its stdout parsed as JSON lines."""
-
-    def __init__(self, tmp_path: Path, spec: dict[str, Any], name: str = "host") -> None:
-        self.proc = Proc(
-            python_module("tests.integration.library_host", json.dumps(spec)),
-            stdout_path=tmp_path / f"{name}.out",
-            stderr_path=tmp_path / f"{name}.err",
-            env=harness_env(),
-            cwd=REPO_ROOT,
-            name=name,
-        ).start()
-
-    def lines(self) -> list[dict[str, Any]]:
-        return self.proc.json_lines()
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.lines()
-            if e.get("host") == "event" and (name is None or e["name"] == name)
-        ]
-
-    def wait_event(self, name: str, count: int = 1, timeout: float = 15) -> dict[str, Any]:
-        """Wait until ``count`` events called ``name`` were printed; return the last."""
-        deadline = time.monotonic() + timeout
-        while True:
-            exited = not self.proc.running
-            found = self.events(name)
-            if len(found) >= count:
-                return found[count - 1]
-            if exited or time.monotonic() > deadline:
-                pytest.fail(f"{count} x {name} not seen within {timeout} s\n{self.describe()}")
-            time.sleep(0.05)
-
-    def end(self, timeout: float = 15) -> tuple[int, dict[str, Any]]:
-        """Wait for the exit: the status and the ``returned``/``raised`` line."""
-        status = self.proc.wait(timeout)
-        ends = [line for line in self.lines() if line.get("host") in ("returned", "raised")]
-        assert len(ends) == 1, self.describe()
-        return status, ends[0]
-
-    def describe(self) -> str:
-        return self.proc.describe() + "\nstderr:\n" + _tail(self.proc.stderr_path)
-
-    def stop(self) -> None:
-        self.proc.kill()
-
-
-def _tail(path: Path | None) -> str:
-    return path.read_text()[-3000:] if path is not None and path.exists() else ""
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from tests.harness.crossbar import CrossbarRouter
 from tests.harness.ports import free_port
 from tests.harness.tls import Pki, make_pki
 
-from .wampd_proc import Launch
+from .wampd_proc import Host, Launch
 
 
 class TLSRouter:
@@ -116,3 +117,46 @@ def test_verify_false_joins_and_warns_at_every_connect(
     assert len(warnings) == len(daemon.events("connect.attempt")) >= 1
     assert any("verify" in e.get("warning", "") for e in daemon.events("config.warning"))
     assert daemon.terminate() == 0
+
+
+def test_drop_in_runner_and_service_take_tls_options(tls_router: TLSRouter, tmp_path: Path) -> None:
+    """``ApplicationRunner(ssl=...)`` and ``Service(context_factory=...)`` take TLS client
+    options as a program makes them (``optionsForClientTLS`` with the router's CA) and
+    join over wss://; the runner's retry then refuses a router it cannot verify."""
+    for api in ("runner", "service"):
+        host = Host(
+            tmp_path / api,
+            {
+                "api": api,
+                "url": tls_router.tls_url,
+                "realm": "realm1",
+                "component": "tests.integration.components:Hello",
+                "kwargs": {"extra": {"prefix": f"com.tls.{api}"}},
+                "run": {"auto_reconnect": True},
+                "ssl_ca": str(tls_router.pki.ca_cert),
+            },
+        )
+        try:
+            host.wait_event("session.joined")
+            host.proc.signal(signal.SIGTERM)
+            assert host.end()[0] == 0, host.describe()
+        finally:
+            host.stop()
+    untrusted = Host(
+        tmp_path / "other",
+        {
+            "api": "runner",
+            "url": tls_router.tls_url,
+            "realm": "realm1",
+            "component": "tests.integration.components:Hello",
+            "kwargs": {"max_retries": 0},
+            "run": {"auto_reconnect": True},
+            "ssl_ca": str(tls_router.pki.other_ca_cert),
+        },
+    )
+    try:
+        status, end = untrusted.end()
+        assert (status, end["error"]) == (3, "RetriesExhausted"), untrusted.describe()
+        assert "certificate" in end["message"].lower()
+    finally:
+        untrusted.stop()
