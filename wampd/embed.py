@@ -247,6 +247,8 @@ class Hosted:
 
     :param connector_options: keywords for :class:`~wampd.wamp.WampConnector` (endpoint,
         tls, serializers, websocket_options, runner).
+    :param metrics: the series of an earlier run to keep counting in (a registry takes
+        each series once).
     """
 
     def __init__(
@@ -261,6 +263,7 @@ class Hosted:
         reactor: Any,
         extra: Mapping[str, Any] | None,
         connector_options: Mapping[str, Any],
+        metrics: Metrics | None = None,
     ) -> None:
         if not callable(make):
             raise TypeError(
@@ -271,12 +274,18 @@ class Hosted:
         self.hub = EventHub()
         self.health = Health([self.name])
         self.hub.subscribe(self.health)
-        self.registry = settings.registry
-        if self.registry is None and settings.http_listen is not None:
-            self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry, [self.name]) if self.registry is not None else None
-        if self.metrics is not None:
-            self.hub.subscribe(self.metrics)
+        if metrics is None:
+            registry = settings.registry
+            if registry is None and settings.http_listen is not None:
+                registry = CollectorRegistry()
+            metrics = Metrics(registry, [self.name]) if registry is not None else None
+        elif self.name not in metrics.components:
+            metrics.add_component(self.name)
+        #: The series, registered once per registry (a runner's next run reuses them).
+        self.metrics = metrics
+        self.registry = metrics.registry if metrics is not None else None
+        if metrics is not None:
+            self.hub.subscribe(metrics)
         self.listen = (
             listen_address(settings.http_listen) if settings.http_listen is not None else None
         )

@@ -125,8 +125,15 @@ class Metrics:
             twisted.__version__,
             platform.python_version(),
         ).set(1)
+        #: The components whose series exist.
+        self.components: set[str] = set()
         for component in components:
-            self._create(component)
+            self.add_component(component)
+
+    def add_component(self, component: str) -> None:
+        """Create ``component``'s series (state idle, counters at 0)."""
+        self.components.add(component)
+        self._create(component)
 
     def _create(self, component: str) -> None:
         for state in State:

@@ -212,6 +212,7 @@ class ApplicationRunner:
                 "websocket_options": self.websocket_options,
                 "runner": self,
             },
+            metrics=self._hosted.metrics if self._hosted is not None else None,
         )
         if start_reactor:
             level = _LOG_LEVELS[log_level]

@@ -288,7 +288,8 @@ def test_bad_run_arguments_are_named() -> None:
 
 
 def test_metrics_registry_and_name_from_keywords() -> None:
-    """name= labels the series in the registry the caller passes."""
+    """name= labels the series in the registry the caller passes; a second run of the
+    same runner keeps counting in them."""
     registry = CollectorRegistry()
     reactor, endpoint = FakeReactor(), RefusingEndpoint()
     runner = ApplicationRunner(URL, "realm1", name="edge", registry=registry)
@@ -298,6 +299,13 @@ def test_metrics_registry_and_name_from_keywords() -> None:
     )
     assert value == 1.0
     assert runner.registry is registry
+    runner.stop()
+    # A second run counts on in the same series (a registry takes each series once).
+    start(runner, reactor, endpoint, auto_reconnect=True)
+    attempts = registry.get_sample_value(
+        "wampd_connect_attempts_total", {"component": "edge", "outcome": "failure"}
+    )
+    assert attempts == 2.0
 
 
 def test_service_is_a_multiservice_with_the_supervisor() -> None:
