@@ -142,6 +142,35 @@ def test_max_retries_is_exact_and_run_raises_when_it_is_spent(
     assert after_loss[-2:] == ["connect.failed", "retries.exhausted"]
 
 
+def test_every_outage_gets_a_full_budget_and_a_backoff(
+    proxy: FaultProxy, hosts: list[Host], tmp_path: Path
+) -> None:
+    """autobahn's ``Component`` spent one budget across separate outages (#1597), or,
+    with ``main``, reconnected at once after every drop. Here ``max_retries=1`` survives
+    three drops, each one retry 1 after a delay > 0, because each session stayed joined
+    ``stable_after`` seconds."""
+    host = start(
+        hosts,
+        tmp_path,
+        url=proxy.url(),
+        component="tests.integration.components:Hello",
+        kwargs={**QUICK, **hello("com.outages"), "max_retries": 1, "stable_after": 0.3},
+        run={"auto_reconnect": True},
+    )
+    for outage in (1, 2, 3):
+        host.wait_event("session.stable", count=outage)
+        proxy.mode("reset")
+        host.wait_event("session.left", count=outage)
+        proxy.mode("pass")
+        host.wait_event("session.joined", count=outage + 1)
+    retries = host.events("retry.scheduled")
+    assert [r["retry"] for r in retries] == [1, 1, 1], host.describe()
+    assert all(r["delay"] > 0 for r in retries)
+    assert not host.events("retries.exhausted")
+    host.proc.signal(signal.SIGTERM)
+    assert host.end()[0] == 0
+
+
 def test_router_down_at_start_is_retried_with_max_retries_alone(
     proxy: FaultProxy, hosts: list[Host], tmp_path: Path
 ) -> None:
