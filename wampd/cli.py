@@ -22,8 +22,9 @@ from ._version import __version__
 from .components import load_components
 from .config import Config, load_config, redacted
 from .errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError
+from .wamp import SessionFactory
 
-__all__ = ["main"]
+__all__ = ["load", "main"]
 
 #: The daemon's own liveness endpoint at the default ``[http] listen``.
 DEFAULT_PROBE_URL = "http://127.0.0.1:9100/healthz"
@@ -84,16 +85,10 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if args.command == "probe":
         url = args.url or environ.get("WAMPD_PROBE_URL") or DEFAULT_PROBE_URL
         return _probe(url, args.timeout)
-    try:
-        config = load_config(args.config, environ=environ)
-        factories = load_components(
-            [(spec.name, spec.entry) for spec in config.components],
-            search=_search_path(config),
-        )
-    except ConfigError as e:
-        for problem in e.problems:
-            print(f"wampd: config error: {_one_line(problem)}", file=sys.stderr)
+    loaded = load(args.config, environ)
+    if loaded is None:
         return EXIT_CONFIG
+    config, factories = loaded
     if args.command == "check-config":
         for warning in config.warnings:
             print(f"wampd: config warning: {_one_line(warning)}", file=sys.stderr)
@@ -105,6 +100,25 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print("wampd: internal error (please report it):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+
+
+def load(
+    path: str | None, environ: Mapping[str, str]
+) -> tuple[Config, dict[str, SessionFactory]] | None:
+    """The configuration and its components' session factories; ``None`` after printing
+    every problem to stderr, one line each (for ``wampd run``, ``check-config`` and
+    ``twist wampd``)."""
+    try:
+        config = load_config(path, environ=environ)
+        factories = load_components(
+            [(spec.name, spec.entry) for spec in config.components],
+            search=_search_path(config),
+        )
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"wampd: config error: {_one_line(problem)}", file=sys.stderr)
+        return None
+    return config, factories
 
 
 def _probe(url: str, timeout: float) -> int:

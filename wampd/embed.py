@@ -29,7 +29,7 @@ from .metrics import Metrics
 from .supervisor import RetryPolicy, Supervisor
 from .wamp import SessionFactory, WampConnector, WampSettings
 
-__all__ = ["HostOptions", "HostSettings", "Hosted", "component_name", "retry_policy"]
+__all__ = ["HostOptions", "HostSettings", "Hosted", "Plan", "component_name", "retry_policy"]
 
 #: Twisted's ``backoffPolicy`` defaults, which autobahn's ApplicationRunner documents.
 AUTOBAHN_INITIAL_DELAY = 1.0
@@ -242,29 +242,74 @@ def check_url(url: object, *, tls: bool) -> str:
     return url
 
 
+@dataclass(frozen=True)
+class Plan:
+    """autobahn's arguments and wampd's keywords, checked once, in the constructor."""
+
+    url: str
+    settings: HostSettings
+    policy: RetryPolicy
+    rand: Callable[[], float]
+    wamp: WampSettings
+    #: Keywords for :class:`~wampd.wamp.WampConnector` (serializers, tls).
+    connector_options: Mapping[str, Any]
+
+    @classmethod
+    def make(
+        cls,
+        url: object,
+        *,
+        realm: str | None,
+        tls: Any,
+        options: Mapping[str, Any],
+        serializers: Sequence[Any] | None = None,
+        proxy: Mapping[str, Any] | None = None,
+        headers: Mapping[str, Any] | None = None,
+        max_retries: int | None = None,
+        initial_retry_delay: float | None = None,
+        max_retry_delay: float | None = None,
+        retry_delay_growth: float | None = None,
+        retry_delay_jitter: float | Callable[[], float] | None = None,
+    ) -> Plan:
+        """Check every argument; a bad one raises ``ValueError``/``TypeError`` naming it."""
+        checked = check_url(url, tls=tls is not None)
+        settings = HostSettings.from_options(options)
+        policy, rand = retry_policy(
+            max_retries=max_retries,
+            initial_retry_delay=initial_retry_delay,
+            max_retry_delay=max_retry_delay,
+            retry_delay_growth=retry_delay_growth,
+            retry_delay_jitter=retry_delay_jitter,
+            settings=settings,
+        )
+        wamp, connector_options = wamp_settings(
+            realm=realm, serializers=serializers, proxy=proxy, headers=headers, settings=settings
+        )
+        return cls(checked, settings, policy, rand, wamp, {**connector_options, "tls": tls})
+
+
 class Hosted:
     """One supervised component with its event hub, health, and (optionally) metrics.
 
-    :param connector_options: keywords for :class:`~wampd.wamp.WampConnector` (endpoint,
-        tls, serializers, websocket_options, runner).
+    :param connector_options: more keywords for :class:`~wampd.wamp.WampConnector`
+        (endpoint, websocket_options, runner).
+    :param policy: instead of the plan's (a run without ``auto_reconnect``).
     :param metrics: the series of an earlier run to keep counting in (a registry takes
         each series once).
     """
 
     def __init__(
         self,
-        *,
+        plan: Plan,
         make: SessionFactory,
-        url: str,
-        settings: HostSettings,
-        wamp: WampSettings,
-        policy: RetryPolicy,
-        rand: Callable[[], float],
+        *,
         reactor: Any,
         extra: Mapping[str, Any] | None,
-        connector_options: Mapping[str, Any],
+        connector_options: Mapping[str, Any] | None = None,
+        policy: RetryPolicy | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        settings = plan.settings
         if not callable(make):
             raise TypeError(
                 f"make must be a session class, an Application or a make(config) "
@@ -292,15 +337,22 @@ class Hosted:
         self.site: Site | None = None
         if self.listen is not None and self.registry is not None:
             self.site = make_site(self.registry, self.health, reactor)
-        connector = WampConnector(reactor, self.name, make, wamp, extra, **connector_options)
+        connector = WampConnector(
+            reactor,
+            self.name,
+            make,
+            plan.wamp,
+            extra,
+            **{**plan.connector_options, **(connector_options or {})},
+        )
         self.supervisor = Supervisor(
             self.name,
             connector,
-            [url],
-            policy=policy,
+            [plan.url],
+            policy=policy or plan.policy,
             clock=reactor,
             hub=self.hub,
-            rand=rand,
+            rand=plan.rand,
             connect_timeout=settings.connect_timeout,
             leave_timeout=settings.shutdown_timeout,
         )

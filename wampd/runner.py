@@ -16,23 +16,15 @@ why, is in the README's "Coming from ApplicationRunner".
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Unpack
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.python.failure import Failure
 
-from .embed import (
-    Hosted,
-    HostOptions,
-    HostSettings,
-    check_url,
-    default_reactor,
-    retry_policy,
-    wamp_settings,
-)
+from .embed import Hosted, HostOptions, Plan, default_reactor
 from .events import EventHub, Observer, State
 from .logs import EventLogger, make_logger, start_logging, twisted_logger
 from .wamp import SessionFactory
@@ -89,7 +81,23 @@ class ApplicationRunner:
         retry_delay_jitter: float | Callable[[], float] | None = None,
         **options: Unpack[HostOptions],
     ) -> None:
-        self.url = check_url(url, tls=ssl is not None)
+        self._plan = Plan.make(
+            url,
+            realm=realm,
+            tls=ssl,
+            options=options,
+            serializers=serializers,
+            proxy=proxy,
+            headers=headers,
+            max_retries=max_retries,
+            initial_retry_delay=initial_retry_delay,
+            max_retry_delay=max_retry_delay,
+            retry_delay_growth=retry_delay_growth,
+            retry_delay_jitter=retry_delay_jitter,
+        )
+        if websocket_options is not None and not isinstance(websocket_options, Mapping):
+            raise ValueError(f"websocket_options must be a dict, got {websocket_options!r}")
+        self.url = self._plan.url
         self.realm = realm
         #: The sessions' ``config.extra`` (one dict, shared, as autobahn does). A session
         #: that stores an exception under ``"error"`` makes :meth:`run` raise it.
@@ -97,30 +105,12 @@ class ApplicationRunner:
         self.ssl = ssl
         self.proxy = proxy
         self.headers = headers
-        if websocket_options is not None and not isinstance(websocket_options, Mapping):
-            raise ValueError(f"websocket_options must be a dict, got {websocket_options!r}")
         self.websocket_options = websocket_options
         self.max_retries = max_retries
         self.initial_retry_delay = initial_retry_delay
         self.max_retry_delay = max_retry_delay
         self.retry_delay_growth = retry_delay_growth
         self.retry_delay_jitter = retry_delay_jitter
-        self._settings = HostSettings.from_options(options)
-        self._policy, self._rand = retry_policy(
-            max_retries=max_retries,
-            initial_retry_delay=initial_retry_delay,
-            max_retry_delay=max_retry_delay,
-            retry_delay_growth=retry_delay_growth,
-            retry_delay_jitter=retry_delay_jitter,
-            settings=self._settings,
-        )
-        self._wamp, self._connector_options = wamp_settings(
-            realm=realm,
-            serializers=serializers,
-            proxy=proxy,
-            headers=headers,
-            settings=self._settings,
-        )
         self._observers = EventHub()
         self._hosted: Hosted | None = None
         self._reactor: Any = None
@@ -147,7 +137,7 @@ class ApplicationRunner:
     @property
     def registry(self) -> Any:
         """The Prometheus registry with wampd's series, if metrics are on."""
-        return self._hosted.registry if self._hosted is not None else self._settings.registry
+        return self._hosted.registry if self._hosted is not None else self._plan.settings.registry
 
     # -- autobahn's API --
 
@@ -193,25 +183,18 @@ class ApplicationRunner:
             )
         if reactor is None:
             reactor = default_reactor()
-        policy = self._policy
-        if not auto_reconnect:
-            policy = dataclasses.replace(policy, max_retries=0)
         hosted = Hosted(
-            make=make,
-            url=self.url,
-            settings=self._settings,
-            wamp=self._wamp,
-            policy=policy,
-            rand=self._rand,
+            self._plan,
+            make,
             reactor=reactor,
             extra=self.extra,
             connector_options={
-                **self._connector_options,
                 "endpoint": endpoint,
-                "tls": self.ssl,
                 "websocket_options": self.websocket_options,
                 "runner": self,
             },
+            # Without auto_reconnect: one attempt, and losing the session ends the run.
+            policy=None if auto_reconnect else replace(self._plan.policy, max_retries=0),
             metrics=self._hosted.metrics if self._hosted is not None else None,
         )
         if start_reactor:

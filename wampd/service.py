@@ -19,15 +19,7 @@ from twisted.application.internet import TCPServer
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 
-from .embed import (
-    Hosted,
-    HostOptions,
-    HostSettings,
-    check_url,
-    default_reactor,
-    retry_policy,
-    wamp_settings,
-)
+from .embed import Hosted, HostOptions, Plan, default_reactor
 from .events import Observer, State
 from .logs import EventLogger, twisted_logger
 from .wamp import SessionFactory
@@ -69,37 +61,25 @@ class Service(MultiService):
         **options: Unpack[HostOptions],
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.url = check_url(url, tls=context_factory is not None)
+        plan = Plan.make(
+            url,
+            realm=realm,
+            tls=context_factory,
+            options=options,
+            max_retries=max_retries,
+            initial_retry_delay=initial_retry_delay,
+            max_retry_delay=max_retry_delay,
+            retry_delay_growth=retry_delay_growth,
+            retry_delay_jitter=retry_delay_jitter,
+        )
+        self.url = plan.url
         self.realm = realm
         self.make = make
         self.extra: dict[str, Any] = extra if extra is not None else {}
         self.context_factory = context_factory
         if reactor is None:
             reactor = default_reactor()
-        self._reactor = reactor
-        settings = HostSettings.from_options(options)
-        policy, rand = retry_policy(
-            max_retries=max_retries,
-            initial_retry_delay=initial_retry_delay,
-            max_retry_delay=max_retry_delay,
-            retry_delay_growth=retry_delay_growth,
-            retry_delay_jitter=retry_delay_jitter,
-            settings=settings,
-        )
-        wamp, connector_options = wamp_settings(
-            realm=realm, serializers=None, proxy=None, headers=None, settings=settings
-        )
-        self._hosted = Hosted(
-            make=make,
-            url=self.url,
-            settings=settings,
-            wamp=wamp,
-            policy=policy,
-            rand=rand,
-            reactor=reactor,
-            extra=self.extra,
-            connector_options={**connector_options, "tls": context_factory},
-        )
+        self._hosted = Hosted(plan, make, reactor=reactor, extra=self.extra)
         self._hosted.subscribe(EventLogger(twisted_logger()))
         self._hosted.supervisor.setServiceParent(self)  # type: ignore[no-untyped-call]
         if self._hosted.site is not None and self._hosted.listen is not None:

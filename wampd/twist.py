@@ -23,12 +23,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.python import usage
 
-from .cli import _one_line, _search_path
-from .components import load_components
-from .config import Config, load_config
+from .cli import load
+from .config import Config
 from .daemon import Daemon
 from .embed import default_reactor
-from .errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from .errors import EXIT_CONFIG, EXIT_OK
 from .logs import twisted_logger
 from .systemd import SystemdNotifier
 
@@ -47,18 +46,10 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         """Load and check the configuration now: problems end the process with status 2,
         one line each, before any reactor runs."""
-        try:
-            config = load_config(self["config"], environ=os.environ)
-            factories = load_components(
-                [(spec.name, spec.entry) for spec in config.components],
-                search=_search_path(config),
-            )
-        except ConfigError as e:
-            for problem in e.problems:
-                print(f"wampd: config error: {_one_line(problem)}", file=sys.stderr)
-            raise SystemExit(EXIT_CONFIG) from None
-        self["wampd_config"] = config
-        self["wampd_factories"] = factories
+        loaded = load(self["config"], os.environ)
+        if loaded is None:
+            raise SystemExit(EXIT_CONFIG)
+        self["wampd_config"], self["wampd_factories"] = loaded
 
 
 class DaemonService(MultiService):
