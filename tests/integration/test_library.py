@@ -60,6 +60,15 @@ def hello(prefix: str) -> dict[str, Any]:
     return {"extra": {"prefix": prefix}}
 
 
+def drop(proxy: FaultProxy, host: Host, n: int) -> None:
+    """The n-th outage: reset the connection, wait for the n-th leave, let traffic pass
+    again, and wait for the rejoin."""
+    proxy.mode("reset")
+    host.wait_event("session.left", count=n)
+    proxy.mode("pass")
+    host.wait_event("session.joined", count=n + 1)
+
+
 def answers(url: str, procedure: str) -> bool:
     return call(url, REALM, procedure, ["wampd"], timeout=10).returncode == 0
 
@@ -99,10 +108,7 @@ def test_runner_hosts_each_form_and_rejoins_after_a_drop(
     )
     host.wait_event("session.joined")
     assert answers(module_crossbar.url(), procedure), host.describe()
-    proxy.mode("reset")
-    host.wait_event("session.left")
-    proxy.mode("pass")
-    host.wait_event("session.joined", count=2)
+    drop(proxy, host, 1)
     assert answers(module_crossbar.url(), procedure), host.describe()
     host.proc.signal(signal.SIGTERM)
     status, end = host.end()
@@ -159,10 +165,7 @@ def test_every_outage_gets_a_full_budget_and_a_backoff(
     )
     for outage in (1, 2, 3):
         host.wait_event("session.stable", count=outage)
-        proxy.mode("reset")
-        host.wait_event("session.left", count=outage)
-        proxy.mode("pass")
-        host.wait_event("session.joined", count=outage + 1)
+        drop(proxy, host, outage)
     retries = host.events("retry.scheduled")
     assert [r["retry"] for r in retries] == [1, 1, 1], host.describe()
     assert all(r["delay"] > 0 for r in retries)
@@ -245,10 +248,7 @@ def test_goodbye_on_shutdown_after_reconnects(
     )
     for joins in (1, 2):
         host.wait_event("session.joined", count=joins)
-        proxy.mode("reset")
-        host.wait_event("session.left", count=joins)
-        proxy.mode("pass")
-    host.wait_event("session.joined", count=3)
+        drop(proxy, host, joins)
     host.proc.signal(signal.SIGTERM)
     status, _ = host.end()
     assert status == 0, host.describe()
@@ -358,10 +358,7 @@ def test_service_in_a_multiservice_rejoins_and_leaves_on_stop(
         kwargs={**QUICK, "extra": {"prefix": "com.svc"}},
     )
     host.wait_event("session.joined")
-    proxy.mode("reset")
-    host.wait_event("session.left")
-    proxy.mode("pass")
-    host.wait_event("session.joined", count=2)
+    drop(proxy, host, 1)
     assert answers(module_crossbar.url(), "com.svc.hello"), host.describe()
     host.proc.signal(signal.SIGTERM)
     status, end = host.end()
