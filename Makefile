@@ -1,5 +1,5 @@
 # The two commands of the README, and their helpers. Everything is in scripts/.
-.PHONY: demo test image-test reliability restart-router call
+.PHONY: demo test image-test reliability bench restart-router call
 
 demo:            ## local Crossbar router + wampd hosting examples/hello.py
 	scripts/demo
@@ -12,6 +12,9 @@ image-test:      ## build the real container image with buildah and run it again
 
 reliability:     ## the full fault matrix, a 10-minute soak and HTTP load (docs/RELIABILITY.md)
 	scripts/reliability
+
+bench:           ## wampd vs autobahn's runners on a real router, ~10 min (docs/BENCHMARKS.md)
+	scripts/bench
 
 restart-router:  ## while the demo runs: kill -9 the demo router and start it again
 	scripts/demo restart-router

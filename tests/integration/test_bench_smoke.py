@@ -1,0 +1,162 @@
+"""The benchmark's smoke run, so ``make bench`` keeps working (issue 7).
+
+The full bench (``scripts/bench``, about 10 minutes) is not part of the suite. This runs
+``python -m bench --smoke`` -- all six figures with tiny counts (3 sessions instead of 100,
+one outage of 0.3 s, a 3 s cap for "not detected", shortened keepalive and backoff) against
+real Crossbar routers, in under 25 s -- and checks what it wrote, in a temporary folder,
+never the repository root.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.crossbar import crossbar_bin
+from tests.harness.procs import REPO_ROOT, harness_env, parse_json_lines
+
+KEYS = {"name", "unit", "wampd", "baseline", "baseline_name", "ratio", "better"}
+
+#: Every row of a run, in order, with the direction that is better.
+EXPECTED = {
+    "rpc_calls_sequential": "higher",
+    "rpc_calls_50_in_flight": "higher",
+    "pubsub_events": "higher",
+    "host_cpu_per_call_50_in_flight": "lower",
+    "rss_idle": "lower",
+    "rss_after_load": "lower",
+    "dead_router_detection_vs_runner": "lower",
+    "dead_router_detection_vs_component": "lower",
+    "recovery_p50_vs_runner": "lower",
+    "recovery_p95_vs_runner": "lower",
+    "outage_attempts_vs_runner": "lower",
+    "recovery_p50_vs_component": "lower",
+    "recovery_p95_vs_component": "lower",
+    "outage_attempts_vs_component": "lower",
+    "storm_all_joined": "lower",
+    "storm_attempts_peak_per_100ms": "lower",
+    "storm_attempts_peak_to_mean": "lower",
+    "scrape_p50": "lower",
+    "scrape_p99": "lower",
+}
+
+#: (low, high) bounds a sane smoke value lies in, by row-name prefix.
+BOUNDS = {
+    "rpc_calls": (20.0, 1e6),
+    "pubsub_events": (20.0, 1e6),
+    "host_cpu_per_call": (0.0, 1e5),
+    "rss_": (10.0, 1024.0),
+    "dead_router_detection": (0.0, 3.0),  # the smoke run's cap
+    "recovery_": (0.0, 10.0),  # the smoke run's cap
+    "outage_attempts": (1.0, 100.0),
+    "storm_all_joined": (0.0, 120.0),
+    "storm_attempts_peak_per": (1.0, 300.0),
+    "storm_attempts_peak_to_mean": (1.0, 1e4),
+    "scrape_": (0.01, 5000.0),
+}
+
+
+def bounds(name: str) -> tuple[float, float]:
+    """The sane range of row ``name``."""
+    return next(b for prefix, b in BOUNDS.items() if name.startswith(prefix))
+
+
+def live_processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+        if text in cmdline and state not in ("Z", "X"):
+            found.append(cmdline)
+    return found
+
+
+def test_bench_smoke_run_writes_every_figure(tmp_path: Path) -> None:
+    """``python -m bench --smoke`` writes every row, sane and consistent, to ``--out``; its
+    connection counter agrees with wampd's own log; it leaves no process behind."""
+    try:
+        crossbar_bin()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    out = tmp_path / "bench-results.json"
+    workdir = tmp_path / "work"
+    repo_results = REPO_ROOT / "bench-results.json"
+    before = repo_results.stat().st_mtime_ns if repo_results.exists() else None
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--workdir", str(workdir)],
+        cwd=REPO_ROOT,
+        env=harness_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert completed.returncode == 0, f"exit {completed.returncode}\n{completed.stderr[-6000:]}"
+    print(f"smoke bench took {elapsed:.1f} s\n{completed.stdout}")
+
+    rows: list[dict[str, Any]] = json.loads(out.read_text())
+    assert [row["name"] for row in rows] == list(EXPECTED)
+    for row in rows:
+        name = row["name"]
+        assert set(row) == KEYS, name
+        assert row["better"] == EXPECTED[name], name
+        assert isinstance(row["unit"], str) and row["unit"], name
+        assert isinstance(row["baseline_name"], str) and row["baseline_name"], name
+        assert name in completed.stdout, f"{name} missing from the table"
+        low, high = bounds(name)
+        for side in ("wampd", "baseline"):
+            value = row[side]
+            if value is None:
+                continue
+            assert isinstance(value, (int, float)) and math.isfinite(value), (name, side, value)
+            assert low <= value <= high, (name, side, value)
+        if row["wampd"] is None or row["baseline"] is None:
+            assert row["ratio"] is None, name
+        else:
+            assert row["ratio"] == pytest.approx(row["wampd"] / row["baseline"], rel=1e-3), name
+
+    by_name = {row["name"]: row for row in rows}
+    # Only one value may be missing: autobahn's Component has no keepalive by default and
+    # never notices a hung router; wampd and ApplicationRunner (1 s pings here) do.
+    missing = [(r["name"], side) for r in rows for side in ("wampd", "baseline") if r[side] is None]
+    assert missing == [("dead_router_detection_vs_component", "baseline")]
+    assert by_name["dead_router_detection_vs_component"]["baseline_name"] == "autobahn Component"
+    assert "not detected" in completed.stdout
+
+    # The bench counts every host's connection attempts the same way (reactor.connectTCP);
+    # for wampd that count must equal wampd's own connect.attempt events.
+    wampd_dirs = sorted(workdir.glob("lane-*/wampd-*"))
+    assert wampd_dirs
+    for folder in wampd_dirs:
+        counted = [
+            e
+            for e in parse_json_lines((folder / "events.jsonl").read_text())
+            if e["event"] == "attempt"
+        ]
+        logged = [
+            e
+            for e in parse_json_lines((folder / "stdout.log").read_text())
+            if e.get("event") == "connect.attempt"
+        ]
+        assert len(counted) == len(logged) > 0, folder.name
+
+    assert live_processes_mentioning(str(workdir)) == []
+    after = repo_results.stat().st_mtime_ns if repo_results.exists() else None
+    assert after == before, "the smoke run must not write bench-results.json at the repo root"
