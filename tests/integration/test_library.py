@@ -299,21 +299,31 @@ def test_print_reaches_stdout_at_log_level_warn(
 def test_keepalive_detects_a_dead_link(
     proxy: FaultProxy, hosts: list[Host], tmp_path: Path
 ) -> None:
-    """No keepalive knob in autobahn's runner (10 s + 5 s, hard-coded); here
-    ``ping_interval``/``ping_timeout`` find a black-holed link within their sum."""
+    """No keepalive knob in autobahn's runner (10 s + 5 s, hard-coded); here sub-second
+    ``ping_interval``/``ping_timeout`` keep a healthy link joined through many pings
+    (txaio's whole-second timers used to drop it at the first one) and find a
+    black-holed link within their sum."""
     host = start(
         hosts,
         tmp_path,
         url=proxy.url(),
         component="tests.integration.components:Hello",
-        kwargs={**QUICK, **hello("com.ka"), "ping_interval": 0.5, "ping_timeout": 0.5},
+        kwargs={
+            **QUICK,
+            **hello("com.ka"),
+            "ping_interval": 0.3,
+            "ping_timeout": 0.3,
+            "stable_after": 2.0,
+        },
         run={"auto_reconnect": True},
     )
-    host.wait_event("session.joined")
+    host.wait_event("session.stable")
+    assert not host.events("keepalive.timeout"), host.describe()
+    assert not host.events("session.left"), host.describe()
     proxy.mode("blackhole")
     started = time.monotonic()
     host.wait_event("keepalive.timeout", timeout=5)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 0.3 + 0.3 + 0.5
     proxy.mode("pass")
     host.wait_event("session.joined", count=2, timeout=10)
 

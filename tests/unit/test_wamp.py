@@ -1,0 +1,84 @@
+"""The connector's pieces that need no router: endpoints, timers, settings into factories."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import autobahn.websocket.protocol
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+
+from wampd.wamp import PreciseTimer, WampConnector, WampSettings, tcp_endpoint
+
+
+def test_ip_addresses_get_a_plain_tcp_endpoint_and_names_a_resolving_one() -> None:
+    """127.0.0.1 and ::1 are not resolved (HostnameEndpoint would report a refused
+    connection 0.3 s late); a host name is."""
+    reactor = MemoryReactorClock()
+    assert isinstance(tcp_endpoint(reactor, "127.0.0.1", 8080, 5), TCP4ClientEndpoint)
+    assert isinstance(tcp_endpoint(reactor, "::1", 8080, 5), TCP6ClientEndpoint)
+    assert isinstance(tcp_endpoint(reactor, "router.example", 8080, 5), HostnameEndpoint)
+
+
+def test_a_refused_connect_to_an_ip_address_fails_at_once() -> None:
+    """The endpoint's connect fails as soon as the connection fails, with no extra tick."""
+    reactor = MemoryReactorClock()
+    failures: list[Any] = []
+    d = tcp_endpoint(reactor, "127.0.0.1", 8080, 5).connect(_Factory())
+    d.addErrback(failures.append)
+    host, port, factory, timeout, _ = reactor.tcpClients[0]
+    assert (host, port, timeout) == ("127.0.0.1", 8080, 5)
+    factory.clientConnectionFailed(None, _refused())
+    assert len(failures) == 1
+
+
+def test_precise_timer_fires_after_exactly_the_delay_and_cancels_safely() -> None:
+    """A 0.5 s call fires at 0.5 s, not at the next whole second (txaio's batched timer
+    truncated deadlines to whole seconds); cancelling after it ran is harmless, as
+    autobahn does."""
+    clock = Clock()
+    clock.advance(100.7)
+    fired: list[float] = []
+    timer = PreciseTimer(clock)
+    call = timer.call_later(0.5, lambda: fired.append(clock.seconds()))
+    clock.advance(0.499)
+    assert fired == []
+    clock.advance(0.001)
+    assert fired == [101.2]
+    call.cancel()
+    later = timer.call_later(1.0, lambda: fired.append(-1))
+    later.cancel()
+    later.cancel()
+    clock.advance(2)
+    assert fired == [101.2]
+
+
+def test_autobahn_still_times_pings_with_the_factory_timer_wampd_replaces() -> None:
+    """The factory's ``_batched_timer`` is what autobahn's ping and PONG timers use; if
+    autobahn stopped using it, wampd's precise timer would silently not apply."""
+    source = inspect.getsource(autobahn.websocket.protocol)
+    assert source.count("self.factory._batched_timer.call_later(") >= 3
+    connector = WampConnector(
+        Clock(), "c", lambda config: None, WampSettings(realm="realm1", ping_interval=0.5)
+    )
+    factory = connector.factory(_Attempt(), "ws://127.0.0.1:8080/ws", None)
+    assert isinstance(factory._batched_timer, PreciseTimer)
+    assert (factory.autoPingInterval, factory.autoPingTimeout) == (0.5, 5.0)
+
+
+class _Attempt:
+    def make_session(self) -> Any:
+        return None
+
+
+class _Factory:
+    def buildProtocol(self, addr: Any) -> Any:
+        return None
+
+
+def _refused() -> Failure:
+    return Failure(ConnectionRefusedError())
