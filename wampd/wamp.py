@@ -17,6 +17,7 @@ on the instance, never by patching autobahn:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,12 @@ from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSeri
 from autobahn.wamp.types import CloseDetails, ComponentConfig
 from autobahn.websocket.util import parse_url
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import (
     Certificate,
@@ -48,7 +54,15 @@ from ._typing import DelayedCall
 from .events import names
 from .link import AttemptError, Link, Loss, Reporter
 
-__all__ = ["SessionFactory", "TLSSettings", "WampConnector", "WampSettings", "fresh_sessions"]
+__all__ = [
+    "PreciseTimer",
+    "SessionFactory",
+    "TLSSettings",
+    "WampConnector",
+    "WampSettings",
+    "fresh_sessions",
+    "tcp_endpoint",
+]
 
 #: Anything that makes a session from a ComponentConfig: an ApplicationSession or
 #: Session subclass, an ``autobahn.twisted.wamp.Application``, or a ``make`` function.
@@ -158,11 +172,11 @@ class WampConnector:
         if settings.proxy is not None:
             proxy_host, proxy_port = settings.proxy
             # autobahn speaks CONNECT to the proxy, then starts TLS itself if wss.
-            return HostnameEndpoint(self._reactor, proxy_host, proxy_port, timeout=timeout), {
+            return tcp_endpoint(self._reactor, proxy_host, proxy_port, timeout), {
                 "host": proxy_host,
                 "port": proxy_port,
             }
-        endpoint: Any = HostnameEndpoint(self._reactor, host, port, timeout=timeout)
+        endpoint: Any = tcp_endpoint(self._reactor, host, port, timeout)
         if secure:
             endpoint = wrapClientTLS(self.tls_options(host), endpoint)
         return endpoint, None
@@ -210,6 +224,8 @@ class WampConnector:
         )
         if self._websocket_options:
             factory.setProtocolOptions(**self._websocket_options)
+        # autobahn's ping, PONG and close-handshake timers, to the reactor's precision.
+        factory._batched_timer = PreciseTimer(self._reactor)
         factory.wampd_attempt = attempt
         return factory
 
@@ -240,6 +256,49 @@ class WampConnector:
     @property
     def reactor(self) -> Any:
         return self._reactor
+
+
+def tcp_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """A TCP client endpoint for ``host``.
+
+    An IP address gets a plain TCP endpoint: ``HostnameEndpoint`` reports a refused
+    connection only at its next 0.3 s "happy eyeballs" step, even when there is only one
+    address to try, which would add 0.3 s to every retry while a router is down. A name
+    gets ``HostnameEndpoint``, which resolves it and races its addresses.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    plain = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
+    return plain(reactor, host, port, timeout=timeout)
+
+
+class PreciseTimer:
+    """Stands in for the timer of autobahn's WebSocket factory (``_batched_timer``).
+
+    txaio's batched timer truncates each deadline to a whole second of wall-clock time
+    (``int(now + delay)``), so a ``ping_timeout`` of T waited anywhere from T - 1 to T
+    seconds: 1 s could be a few milliseconds, and anything under 1 s fired at once,
+    dropping healthy links. These calls fire after exactly ``delay`` seconds.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def call_later(self, delay: float, func: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return _Call(self._reactor.callLater(delay, func, *args, **kw))
+
+
+class _Call:
+    """A delayed call whose ``cancel()`` may come after it ran, as autobahn's do."""
+
+    def __init__(self, call: DelayedCall) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
 
 
 def fresh_sessions(make: SessionFactory) -> SessionFactory:
