@@ -64,7 +64,7 @@ class Backoff:
     initial_delay: float = 1.0
     max_delay: float = 60.0
     growth: float = 2.0
-    jitter: Jitter = Jitter.FULL
+    jitter: Jitter = Jitter.DECORRELATED
     noise: float = 1.0
 
     def __post_init__(self) -> None:

@@ -148,7 +148,7 @@ class ReconnectConfig:
     initial_delay: float = 1.0
     max_delay: float = 60.0
     growth: float = 2.0
-    jitter: str = "full"
+    jitter: str = "decorrelated"
     max_retries: int = -1
     retry_on_start: bool = True
     stable_after: float = 5.0

@@ -107,7 +107,7 @@ def test_documented_defaults() -> None:
         1.0,
         60.0,
         2.0,
-        Jitter.FULL,
+        Jitter.DECORRELATED,
     )
     assert [backoff.ceiling(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
 

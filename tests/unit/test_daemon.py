@@ -8,8 +8,9 @@ from typing import Any
 
 from twisted.internet.task import Clock
 
+from wampd.backoff import Backoff, Jitter
 from wampd.config import parse_config
-from wampd.daemon import Daemon
+from wampd.daemon import Daemon, retry_policy
 from wampd.events import Event, State, names
 from wampd.logs import make_logger
 
@@ -98,3 +99,17 @@ def test_signal_decides_the_reason_and_status_0() -> None:
     assert [line["reason"] for line in logged(out) if line["event"] == "daemon.stopping"] == [
         "SIGTERM"
     ]
+
+
+def test_the_daemons_default_backoff_is_the_documented_one() -> None:
+    """Without a [reconnect] section the daemon backs off as Backoff() does, and that is
+    what the README's reference shows: decorrelated jitter, 1 s, 60 s."""
+    config = parse_config(
+        {
+            "router": {"url": "ws://127.0.0.1:1/ws", "realm": "realm1"},
+            "component": [{"name": "c", "entry": "tests.unit.sample_entries:Plain"}],
+        },
+        environ={},
+    )
+    assert retry_policy(config).backoff == Backoff()
+    assert Backoff().jitter is Jitter.DECORRELATED
