@@ -118,7 +118,7 @@ class HostSettings:
 
 def _jitter(value: object) -> Jitter:
     try:
-        return Jitter(str(value)) if isinstance(value, str) else Jitter(value)  # type: ignore[arg-type]
+        return Jitter(value)  # type: ignore[arg-type]  # a str or a Jitter; others fail
     except ValueError:
         choices = ", ".join(j.value for j in Jitter)
         raise ValueError(f"jitter must be one of {choices}; got {value!r}") from None
@@ -169,7 +169,9 @@ def retry_policy(
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
         raise ValueError(f"max_retries must be an int >= -1 (-1: no limit), got {max_retries!r}")
     maximum = _optional("max_retry_delay", max_retry_delay, AUTOBAHN_MAX_DELAY)
-    initial = _optional("initial_retry_delay", initial_retry_delay, min(1.0, maximum))
+    initial = _optional(
+        "initial_retry_delay", initial_retry_delay, min(AUTOBAHN_INITIAL_DELAY, maximum)
+    )
     growth = _optional("retry_delay_growth", retry_delay_growth, AUTOBAHN_GROWTH)
     if initial > maximum:
         raise ValueError(
