@@ -53,19 +53,24 @@ def test_router_kill_and_restart_with_a_client_calling_before_and_after(
     assert daemon.events("daemon.stopped")[0]["exit_code"] == 0
 
 
-def test_hung_router_is_detected_by_keepalive(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_hung_router_is_detected_by_keepalive(
+    module_crossbar: CrossbarRouter, launch: Launch
+) -> None:
     """SIGSTOP of the router: a missed PONG drops the session within interval + timeout."""
+    crossbar = module_crossbar
     daemon = launch(crossbar.url(), keepalive={"ping_interval": 1.0, "ping_timeout": 1.0})
     daemon.wait_for("session.joined")
     crossbar.pause()
-    paused_at = time.time()
-    daemon.wait_for("keepalive.timeout", timeout=10)
-    left = daemon.wait_for("session.left", timeout=5)[0]
-    detected = time.time() - paused_at
-    assert left.get("keepalive") is True
-    assert detected < 1.0 + 1.0 + 1.5, detected
-    daemon.wait_for("retry.scheduled")
-    crossbar.resume()
+    try:
+        paused_at = time.time()
+        daemon.wait_for("keepalive.timeout", timeout=10)
+        left = daemon.wait_for("session.left", timeout=5)[0]
+        detected = time.time() - paused_at
+        assert left.get("keepalive") is True
+        assert detected < 1.0 + 1.0 + 1.5, detected
+        daemon.wait_for("retry.scheduled")
+    finally:
+        crossbar.resume()
     daemon.wait_for("session.joined", count=2, timeout=30)
     assert hello(crossbar) == "hello, wampd"
     assert daemon.terminate() == 0
@@ -342,9 +347,10 @@ def test_wampcra_authentication_joins(module_crossbar: CrossbarRouter, launch: L
 
 
 def test_sigterm_with_a_hung_router_still_exits_within_the_shutdown_timeout(
-    crossbar: CrossbarRouter, launch: Launch
+    module_crossbar: CrossbarRouter, launch: Launch
 ) -> None:
     """GOODBYE cannot complete against a hung router: the connection is dropped in time."""
+    crossbar = module_crossbar
     daemon = launch(crossbar.url(), shutdown=2.0, keepalive={"ping_interval": 30.0})
     daemon.wait_for("session.joined")
     crossbar.pause()

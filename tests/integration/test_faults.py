@@ -102,9 +102,10 @@ def test_router_kill_and_restart_cycles(
 
 
 def test_router_sigstop_is_detected_within_the_keepalive_bound(
-    crossbar: CrossbarRouter, launch: Launch, figures: dict[str, Any]
+    module_crossbar: CrossbarRouter, launch: Launch, figures: dict[str, Any]
 ) -> None:
     """SIGSTOP of the router: detected within ping_interval + ping_timeout (+0.5 s)."""
+    crossbar = module_crossbar  # proxies and pauses only: a shared router will do
     daemon = launch(crossbar.url(), keepalive=PING)
     daemon.wait_for("session.joined")
     detected: list[float] = []
@@ -129,9 +130,10 @@ def test_router_sigstop_is_detected_within_the_keepalive_bound(
 
 
 def test_blackholed_link_is_detected_within_the_keepalive_bound(
-    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path, figures: dict[str, Any]
+    module_crossbar: CrossbarRouter, launch: Launch, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     """A link that swallows everything with TCP still open: detected like a hung router."""
+    crossbar = module_crossbar  # proxies and pauses only: a shared router will do
     with FaultProxy(tmp_path / "proxy", crossbar.port) as proxy:
         daemon = launch(proxy.url(), keepalive=PING)
         daemon.wait_for("session.joined")
@@ -147,9 +149,10 @@ def test_blackholed_link_is_detected_within_the_keepalive_bound(
 
 
 def test_reset_soon_after_every_join_backs_off_as_the_policy_says(
-    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path, figures: dict[str, Any]
+    module_crossbar: CrossbarRouter, launch: Launch, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     """Connections reset 0.5 s after they open: delays grow as the policy says, no faster."""
+    crossbar = module_crossbar  # proxies and pauses only: a shared router will do
     reconnect = {
         "initial_delay": 0.2,
         "growth": 2.0,
@@ -187,9 +190,10 @@ def test_reset_soon_after_every_join_backs_off_as_the_policy_says(
 
 
 def test_reset_after_join_honours_the_budget(
-    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
+    module_crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
 ) -> None:
     """The same flapping link with max_retries = 3 ends with status 69 after 4 sessions."""
+    crossbar = module_crossbar  # proxies and pauses only: a shared router will do
     with FaultProxy(tmp_path / "proxy", crossbar.port) as proxy:
         proxy.mode("reset_after", 0.5)
         daemon = launch(proxy.url(), reconnect={"max_retries": 3, "stable_after": 5.0})
@@ -198,9 +202,10 @@ def test_reset_after_join_honours_the_budget(
 
 
 def test_slow_link_stays_joined_and_calls_succeed(
-    crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
+    module_crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
 ) -> None:
     """500 ms each way: the session stays joined and calls through it succeed."""
+    crossbar = module_crossbar  # proxies and pauses only: a shared router will do
     with FaultProxy(tmp_path / "proxy", crossbar.port) as proxy:
         proxy.mode("delay", 500)
         daemon = launch(

@@ -125,8 +125,9 @@ def test_a_scrape_tells_the_whole_story_of_a_router_restart(
     assert daemon.terminate() == 0
 
 
-def test_keepalive_timeout_is_counted(crossbar: CrossbarRouter, launch: Launch) -> None:
+def test_keepalive_timeout_is_counted(module_crossbar: CrossbarRouter, launch: Launch) -> None:
     """A hung router shows up as a counted keepalive timeout and the session down."""
+    crossbar = module_crossbar
     daemon, port = start_with_http(
         launch, crossbar.url(), keepalive={"ping_interval": 1.0, "ping_timeout": 1.0}
     )
