@@ -13,10 +13,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.harness.crossbar import CrossbarRouter
 from tests.harness.ports import free_port, port_open
@@ -35,8 +36,34 @@ NAMES = {
 }
 
 
+T = TypeVar("T")
+
+
 class BenchError(RuntimeError):
     """A bench process misbehaved; the message says which and shows its log."""
+
+
+def poll(
+    check: Callable[[], T | None],
+    *,
+    proc: Any,
+    timeout: float,
+    interval: float,
+    why: Callable[[], str],
+    describe: Callable[[], str],
+) -> T:
+    """Call ``check`` every ``interval`` s until it returns a value; a ``BenchError`` with
+    ``describe()`` if ``proc`` exits first, or with ``why()`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if not proc.running:
+            raise BenchError(f"{proc.name} exited\n{describe()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{why()}\n{describe()}")
+        time.sleep(interval)
 
 
 @dataclass(frozen=True)
@@ -230,19 +257,23 @@ class Host:
 
     def wait_joined(self, after: float = 0.0, timeout: float = 60.0) -> float:
         """Wait until every session has joined after ``after``; return the last join time."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def all_joined() -> float | None:
             joined = self.first_per_session("joined", after)
-            if len(joined) >= self.sessions:
-                return max(joined.values())
-            if not self.proc.running:
-                raise BenchError(f"{self.name} exited\n{self.describe()}")
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{self.name}: {len(joined)}/{self.sessions} sessions joined within "
-                    f"{timeout:.0f} s\n{self.describe()}"
-                )
-            time.sleep(POLL * 5)
+            return max(joined.values()) if len(joined) >= self.sessions else None
+
+        def why() -> str:
+            joined = len(self.first_per_session("joined", after))
+            return f"{self.name}: {joined}/{self.sessions} sessions joined within {timeout:.0f} s"
+
+        return poll(
+            all_joined,
+            proc=self.proc,
+            timeout=timeout,
+            interval=POLL * 5,
+            why=why,
+            describe=self.describe,
+        )
 
     def describe(self) -> str:
         """The host's command and log tails, for error messages."""
@@ -290,19 +321,19 @@ class ClientProc:
 
     def wait(self, op: str, count: int, timeout: float) -> list[dict[str, Any]]:
         """Wait until there are ``count`` answers ``op``; return them all."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def enough() -> list[Any] | None:
             found = self.answers(op)
-            if len(found) >= count:
-                return found
-            if not self.proc.running:
-                raise BenchError(f"{self.mode} client exited\n{self.proc.describe(30)}")
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{self.mode} client: no {count} x {op!r} within {timeout:.0f} s\n"
-                    f"{self.proc.describe(30)}"
-                )
-            time.sleep(POLL)
+            return found if len(found) >= count else None
+
+        return poll(
+            enough,
+            proc=self.proc,
+            timeout=timeout,
+            interval=POLL,
+            why=lambda: f"{self.mode} client: no {count} x {op!r} within {timeout:.0f} s",
+            describe=lambda: self.proc.describe(30),
+        )
 
     def run(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a workload and wait for its answer."""
