@@ -1,4 +1,4 @@
-"""The ``wampd`` command: ``run``, ``check-config`` and ``--version``.
+"""The ``wampd`` command: ``run``, ``check-config``, ``probe`` and ``--version``.
 
 Exit statuses: 0 clean stop, 1 internal error, 2 bad configuration or usage, 69 retries
 exhausted, 78 fatal router rejection (see :mod:`wampd.errors`).
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .components import load_components
-from .config import Config, load_config, redacted
+from .components import Entries
+from .config import Config, config_path, load_config, redacted, to_toml
 from .errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError
 from .wamp import SessionFactory
 
@@ -46,7 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, help_text in (
         ("run", "run the daemon"),
-        ("check-config", "validate the configuration and print it as JSON (secrets masked)"),
+        (
+            "check-config",
+            "validate the configuration and print it, every default filled in and secrets "
+            "masked, as a file it could be loaded from",
+        ),
     ):
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument(
@@ -55,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help="the TOML configuration file (default: $WAMPD_CONFIG)",
         )
+        if name == "check-config":
+            command.add_argument(
+                "--format",
+                choices=("toml", "json"),
+                default="toml",
+                help="how to print it (default: toml)",
+            )
     probe = commands.add_parser(
         "probe",
         help="GET a health endpoint: exit 0 when it answers 2xx, else 1 (for HEALTHCHECK)",
@@ -72,7 +83,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
+    _open_standard_fds()
     sys.exit(run_cli(sys.argv[1:] if argv is None else argv, os.environ))
+
+
+def _open_standard_fds() -> None:
+    """Point standard input, output and error at ``/dev/null`` where they are closed (as
+    some init systems start daemons), so no socket the daemon opens can take their
+    numbers. ``sys.stdout`` stays ``None`` then, and log lines are counted as dropped."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
@@ -92,7 +118,7 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if args.command == "check-config":
         for warning in config.warnings:
             print(f"wampd: config warning: {_one_line(warning)}", file=sys.stderr)
-        print(json.dumps(redacted(config), indent=2, sort_keys=True))
+        print(_effective(config, args.format), end="")
         return EXIT_OK
     try:
         return _run(config, factories)
@@ -108,17 +134,26 @@ def load(
     """The configuration and its components' session factories; ``None`` after printing
     every problem to stderr, one line each (for ``wampd run``, ``check-config`` and
     ``twist wampd``)."""
+    entries = Entries(_search_path(config_path(path, environ)))
     try:
-        config = load_config(path, environ=environ)
-        factories = load_components(
-            [(spec.name, spec.entry) for spec in config.components],
-            search=_search_path(config),
-        )
+        config = load_config(path, environ=environ, check_entry=entries)
     except ConfigError as e:
         for problem in e.problems:
             print(f"wampd: config error: {_one_line(problem)}", file=sys.stderr)
         return None
-    return config, factories
+    return config, entries.factories
+
+
+def _effective(config: Config, format: str) -> str:
+    """What ``check-config`` prints: the effective configuration as TOML or JSON."""
+    if format == "json":
+        return json.dumps(redacted(config), indent=2) + "\n"
+    header = (
+        f"# wampd {__version__}: the effective configuration"
+        + (f" of {config.source}" if config.source else "")
+        + ",\n# every default filled in; secrets and sensitive-looking values are shown as ***.\n"
+    )
+    return header + to_toml(config)
 
 
 def _probe(url: str, timeout: float) -> int:
@@ -147,10 +182,11 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _search_path(config: Config) -> list[str]:
+def _search_path(path: str | os.PathLike[str] | None) -> list[str]:
+    """Where entries are imported from: the config file's folder, then the cwd."""
     folders = [os.getcwd()]
-    if config.source:
-        folders.insert(0, str(Path(config.source).resolve().parent))
+    if path is not None:
+        folders.insert(0, str(Path(path).resolve().parent))
     return folders
 
 
@@ -160,23 +196,32 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
     from twisted.internet.error import CannotListenError
 
     from .daemon import Daemon
-    from .logs import make_logger, start_logging
+    from .logs import LineOutput, make_logger, start_logging
     from .systemd import SystemdNotifier
 
     reactor: Any = _reactor
     # Only the documented series: no *_created samples next to counters and histograms.
     disable_created_metrics()
     secret = config.router.auth.secret
+    output = LineOutput(sys.stdout)
     logger = make_logger(
         level=config.log.level,
         format=config.log.format,
+        output=output,
         secrets=[secret.reveal()] if secret else [],
     )
     start_logging(logger, config.log.level)
     for warning in config.warnings:
         logger.warning("config.warning", warning=warning)
 
-    daemon = Daemon(config, factories, reactor=reactor, logger=logger, stop_reactor=reactor.stop)
+    daemon = Daemon(
+        config,
+        factories,
+        reactor=reactor,
+        logger=logger,
+        stop_reactor=reactor.stop,
+        log_lines_dropped=lambda: output.dropped,
+    )
     host, port = config.http.host, config.http.port
     if port is not None:
         try:
@@ -192,7 +237,7 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
         logger.info("http.listening", host=address.host, port=address.port)
 
     def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(daemon.request_stop, signal.Signals(signum).name)
+        reactor.callFromThread(daemon.signalled, signal.Signals(signum).name)
 
     notifier = SystemdNotifier.from_environ(
         os.environ, [spec.name for spec in config.components], reactor

@@ -19,7 +19,7 @@ from autobahn.wamp.protocol import ApplicationSession
 from .errors import ConfigError
 from .wamp import SessionFactory
 
-__all__ = ["EntryError", "extend_path", "load_components", "load_entry"]
+__all__ = ["Entries", "EntryError", "extend_path", "load_components", "load_entry"]
 
 
 class EntryError(Exception):
@@ -63,6 +63,29 @@ def load_entry(entry: str) -> SessionFactory:
     )
 
 
+class Entries:
+    """Loads entries as the configuration names them, keeping each component's factory.
+
+    Pass it to :func:`wampd.config.load_config` as ``check_entry``: a bad entry is then one
+    more problem in the same report as all the others.
+
+    :param search: folders to put on ``sys.path`` first (the config file's, the cwd).
+    """
+
+    def __init__(self, search: Iterable[str | Path] = ()) -> None:
+        extend_path(search)
+        #: The session factory of each component whose entry loaded, by name.
+        self.factories: dict[str, SessionFactory] = {}
+
+    def __call__(self, name: str, entry: str) -> str | None:
+        """Load ``entry`` for component ``name``; the problem, or None."""
+        try:
+            self.factories[name] = load_entry(entry)
+        except EntryError as e:
+            return f"{e} (component {name!r})"
+        return None
+
+
 def load_components(
     specs: Iterable[tuple[str, str]], search: Iterable[str | Path] = ()
 ) -> dict[str, SessionFactory]:
@@ -71,14 +94,12 @@ def load_components(
     :param search: folders to put on ``sys.path`` first (the config file's, the cwd).
     :raises ConfigError: one problem per entry that cannot be loaded, naming its key.
     """
-    extend_path(search)
-    factories: dict[str, SessionFactory] = {}
-    problems: list[str] = []
-    for index, (name, entry) in enumerate(specs):
-        try:
-            factories[name] = load_entry(entry)
-        except EntryError as e:
-            problems.append(f"component[{index}].entry: {e} (component {name!r})")
+    entries = Entries(search)
+    problems = [
+        f"component[{index}].entry: {why}"
+        for index, (name, entry) in enumerate(specs)
+        if (why := entries(name, entry)) is not None
+    ]
     if problems:
         raise ConfigError(problems)
-    return factories
+    return entries.factories

@@ -13,8 +13,9 @@ Non-fatal findings (an inline secret, a world-readable secret file, TLS options 
 uses) end up in :attr:`Config.warnings` for the daemon to log at start.
 
 Secrets are wrapped in :class:`Secret`, whose ``repr``/``str`` is ``***``; no problem or
-warning ever quotes a secret, and :func:`redacted` (used by ``wampd check-config``) masks
-them.  Note that :func:`dataclasses.asdict` does *not* mask them: use :func:`redacted`.
+warning ever quotes a secret, and :func:`document` (what ``wampd check-config`` prints)
+masks them.  Note that :func:`dataclasses.asdict` does *not* mask them: use
+:func:`document`.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+import tomli_w
 
 from wampd.errors import ConfigError
 
@@ -53,9 +56,12 @@ __all__ = [
     "Secret",
     "ShutdownConfig",
     "TLSConfig",
+    "config_path",
+    "document",
     "load_config",
     "parse_config",
     "redacted",
+    "to_toml",
 ]
 
 #: Router errors that end the daemon instead of being retried (see ``[reconnect]``).
@@ -81,9 +87,16 @@ def _empty_mapping() -> Mapping[str, Any]:
 
 @dataclass(frozen=True, repr=False)
 class Secret:
-    """A secret string; ``repr()`` and ``str()`` show ``***`` so it cannot leak into logs."""
+    """A secret string; ``repr()`` and ``str()`` show ``***`` so it cannot leak into logs.
+
+    ``key`` and ``source`` say where it came from (``secret_file`` and the file's path,
+    ``secret_env`` and the variable's name, or ``secret`` inline), so that
+    :func:`document` can write the same key back without the secret itself.
+    """
 
     value: str = field(repr=False)
+    key: str = field(default="secret", compare=False)
+    source: str | None = field(default=None, compare=False)
 
     def reveal(self) -> str:
         """Return the secret itself (only to hand it to the router)."""
@@ -232,25 +245,45 @@ class Config:
 # --------------------------------------------------------------------------------------
 
 
+#: Checks one component's entry, given its name and entry; returns a problem, or None.
+EntryCheck = Callable[[str, str], "str | None"]
+
+
+def config_path(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> str | os.PathLike[str] | None:
+    """The file to load: ``path``, else ``environ["WAMPD_CONFIG"]``, else None."""
+    return path if path is not None else (environ.get("WAMPD_CONFIG") or None)
+
+
 def load_config(
-    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    check_entry: EntryCheck | None = None,
 ) -> Config:
     """Read and validate the TOML file at ``path`` (default: ``environ["WAMPD_CONFIG"]``).
 
     Relative file paths inside it are resolved against the file's folder.
 
+    :param check_entry: called for each component whose entry is well formed; a problem it
+        returns is reported with the others (the CLI imports the entry here).
+
     :raises ConfigError: no file given, the file cannot be read or parsed, or it is invalid.
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
+    path = config_path(path, env)
     if path is None:
-        path = env.get("WAMPD_CONFIG") or None
-        if path is None:
-            raise ConfigError(
-                ["config: no configuration file given (use --config or WAMPD_CONFIG)"]
-            )
+        raise ConfigError(["config: no configuration file given (use --config or WAMPD_CONFIG)"])
     file = Path(path)
     data = _read_toml(file)
-    return parse_config(data, environ=env, base_dir=file.absolute().parent, source=str(file))
+    return parse_config(
+        data,
+        environ=env,
+        base_dir=file.absolute().parent,
+        source=str(file),
+        check_entry=check_entry,
+    )
 
 
 def parse_config(
@@ -259,6 +292,7 @@ def parse_config(
     environ: Mapping[str, str],
     base_dir: Path | None = None,
     source: str | None = None,
+    check_entry: EntryCheck | None = None,
 ) -> Config:
     """Validate a parsed TOML document (as :mod:`tomllib` returns it) into a :class:`Config`.
 
@@ -266,11 +300,12 @@ def parse_config(
     :param base_dir: folder that relative ``*_file`` paths are resolved against
         (default: left relative, i.e. to the working directory).
     :param source: recorded as :attr:`Config.source`.
+    :param check_entry: see :func:`load_config`.
     :raises ConfigError: listing every problem found.
     """
     if not isinstance(data, Mapping):
         raise ConfigError([f"config: must be a table, got {_show(data)}"])
-    ctx = _Context(environ, base_dir)
+    ctx = _Context(environ, base_dir, check_entry)
     top = _Table(ctx, "", data, _TOP_KEYS)
     raw_components = data.get("component", _MISSING)
     router = _parse_router(ctx, top, realm_optional=_all_have_realm(raw_components))
@@ -297,13 +332,96 @@ def parse_config(
     )
 
 
-def redacted(config: Config) -> dict[str, Any]:
-    """The effective configuration as a JSON-serialisable dict, with secrets as ``***``.
+def document(config: Config) -> dict[str, Any]:
+    """The effective configuration as a TOML document of the input's shape: every default
+    filled in, secrets as ``***``. Saved as a file, it loads to the same configuration
+    (except inline secrets and masked values, which stay ``***``).
 
     Besides :class:`Secret` values, the values of headers and ``extra`` keys whose names
-    look sensitive (``Authorization``, ``password``, ``token``, ...) are masked too.
+    look sensitive (``Authorization``, ``password``, ``token``, ...) are masked. Secrets
+    from a file or an environment variable keep their ``secret_file`` / ``secret_env`` key,
+    file paths are absolute, and keys that are absent and have no default are left out.
     """
-    return {f.name: _to_json(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    router, auth = config.router, config.router.auth
+    out_router: dict[str, Any] = {
+        "url": router.urls[0] if len(router.urls) == 1 else list(router.urls),
+    }
+    if router.realm:
+        out_router["realm"] = router.realm
+    out_router["serializers"] = list(router.serializers)
+    if _any_secure(list(router.urls)):  # TLS keys apply only to wss:// URLs
+        tls = dataclasses.asdict(router.tls)
+        out_router.update({k: v for k, v in tls.items() if v is not None})
+    if router.headers:
+        out_router["headers"] = _masked(router.headers)
+    if router.proxy is not None:
+        out_router["proxy"] = {"host": router.proxy.host, "port": router.proxy.port}
+    out_auth: dict[str, Any] = {"method": auth.method}
+    out_auth.update({k: v for k, v in (("authid", auth.authid), ("authrole", auth.authrole)) if v})
+    if auth.secret is not None:
+        secret = auth.secret
+        out_auth[secret.key] = secret.source if secret.source is not None else _REDACTED
+    out_router["auth"] = out_auth
+    components: list[dict[str, Any]] = []
+    for spec in config.components:
+        component: dict[str, Any] = {"name": spec.name, "entry": spec.entry}
+        if spec.realm:
+            component["realm"] = spec.realm
+        if spec.extra:
+            component["extra"] = _masked(spec.extra)
+        components.append(component)
+    reconnect = dataclasses.asdict(config.reconnect)
+    reconnect["fatal_errors"] = list(config.reconnect.fatal_errors)
+    return {
+        "router": out_router,
+        "reconnect": reconnect,
+        "keepalive": dataclasses.asdict(config.keepalive),
+        "http": {"listen": config.http.listen},
+        "log": dataclasses.asdict(config.log),
+        "shutdown": dataclasses.asdict(config.shutdown),
+        "component": components,
+    }
+
+
+def to_toml(config: Config) -> str:
+    """:func:`document` as TOML text, each component as a ``[[component]]`` table."""
+    doc = document(config)
+    components = doc.pop("component")
+    text = tomli_w.dumps(doc)
+    for component in components:
+        # A component's own sub-tables (extra's) become [component.extra]: headers are the
+        # only lines tomli_w starts with "[" (multi-line arrays are indented).
+        body = "\n".join(
+            "[[component." + line[2:]
+            if line.startswith("[[")
+            else "[component." + line[1:]
+            if line.startswith("[")
+            else line
+            for line in tomli_w.dumps(component).splitlines()
+        )
+        text += f"\n[[component]]\n{body}\n"
+    return text
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """:func:`document`, JSON-serialisable (dates and times as ISO 8601 strings)."""
+    result: dict[str, Any] = _to_json(document(config))
+    return result
+
+
+def _masked(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain copy of ``table``, the values of sensitive-looking keys as ``***``, deeply."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if _SENSITIVE.search(str(key)):
+            out[str(key)] = _REDACTED
+        elif isinstance(value, Mapping):
+            out[str(key)] = _masked(value)
+        elif isinstance(value, list | tuple):
+            out[str(key)] = [_masked(v) if isinstance(v, Mapping) else v for v in value]
+        else:
+            out[str(key)] = value
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -409,9 +527,15 @@ _KINDS: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
 class _Context:
     """Collects the problems and warnings of one parse, and knows where files are."""
 
-    def __init__(self, environ: Mapping[str, str], base_dir: Path | None) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        base_dir: Path | None,
+        check_entry: EntryCheck | None = None,
+    ) -> None:
         self.environ = environ
         self.base_dir = base_dir
+        self.check_entry = check_entry
         self.problems: list[str] = []
         self.warnings: list[str] = []
 
@@ -787,7 +911,7 @@ def _secret_from_file(ctx: _Context, t: _Table) -> Secret | None:
             f"{where} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
             "restrict it with chmod 600 (or 640 for a group that needs it)",
         )
-    return Secret(text)
+    return Secret(text, key="secret_file", source=str(path))
 
 
 def _secret_from_env(ctx: _Context, t: _Table) -> Secret | None:
@@ -805,7 +929,7 @@ def _secret_from_env(ctx: _Context, t: _Table) -> Secret | None:
     if not value.strip():
         t.problem("secret_env", f"environment variable {name} is empty")
         return None
-    return Secret(value)
+    return Secret(value, key="secret_env", source=name)
 
 
 def _secret_inline(ctx: _Context, t: _Table) -> Secret | None:
@@ -1006,6 +1130,10 @@ def _parse_component(t: _Table) -> ComponentSpec | None:
             "entry",
             f'must be "package.module:attribute" (attribute may be dotted), got {_show(entry)}',
         )
+    elif isinstance(entry, str) and t.ctx.check_entry is not None:
+        why = t.ctx.check_entry(str(name), entry)
+        if why is not None:
+            t.problem("entry", why)
     extra = _parse_extra(t)
     realm = t.word("realm")
     if len(t.ctx.problems) != before:
@@ -1118,16 +1246,9 @@ def _plain_copy(value: Any) -> Any:
 
 
 def _to_json(value: Any) -> Any:
-    """``value`` made JSON-serialisable, secrets and sensitive-looking mapping keys masked."""
-    if isinstance(value, Secret):
-        return _REDACTED
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    """A TOML value made JSON-serialisable: dates and times as ISO 8601, inf and nan as text."""
     if isinstance(value, Mapping):
-        return {
-            str(k): _REDACTED if _SENSITIVE.search(str(k)) else _to_json(v)
-            for k, v in value.items()
-        }
+        return {str(k): _to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_to_json(v) for v in value]
     return _scalar_to_json(value)

@@ -5,7 +5,8 @@ the event stream: when a supervisor fails it asks for the whole daemon to stop (
 components leave cleanly first) and remembers the exit status -- 69 when retries ran
 out, 78 for a fatal router rejection. SIGTERM and SIGINT stop it with status 0, as does
 every component leaving on its own. Stopping never takes longer than
-``[shutdown] timeout``.
+``[shutdown] timeout``; a second SIGTERM or SIGINT while stopping ends it at once (the
+sessions still leaving are dropped), with the exit status the stop already had.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Daemon(MultiService):
         stop_reactor: Callable[[], None],
         hub: EventHub | None = None,
         rand: Callable[[], float] = random.random,
+        log_lines_dropped: Callable[[], float] = lambda: 0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
@@ -99,11 +101,15 @@ class Daemon(MultiService):
         self._stop_reactor = stop_reactor
         self._states = {spec.name: State.IDLE for spec in config.components}
         self._stopping: str | None = None
+        #: Why the stop was cut short (a second signal), once it was.
+        self._forced: str | None = None
+        #: Ends the reactor's wait for :meth:`shutdown`, once that has begun.
+        self._finish_shutdown: Callable[[bool], None] | None = None
         self.supervisors: dict[str, Supervisor] = {}
         components = [spec.name for spec in config.components]
         #: The daemon's own registry: only wampd's series, never the global registry's.
         self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry, components)
+        self.metrics = Metrics(self.registry, components, log_lines_dropped=log_lines_dropped)
         self.health = Health(components)
         #: The HTTP endpoints; the CLI decides where (if at all) they listen.
         self.site = make_site(self.registry, self.health, reactor)
@@ -150,8 +156,26 @@ class Daemon(MultiService):
         finally:
             self._stop_reactor()
 
+    def signalled(self, name: str) -> None:
+        """SIGTERM or SIGINT (``name``): the first stops the daemon, cleanly and in time; one
+        more while it is stopping ends the stop at once."""
+        if self._stopping is None:
+            self.request_stop(name)
+            return
+        if self._forced is not None:
+            return
+        self._forced = name
+        self._log.warning(
+            "daemon.stop_forced",
+            signal=name,
+            states={n: s.value for n, s in self._states.items() if s not in _ENDED},
+        )
+        if self._finish_shutdown is not None:
+            self._finish_shutdown(False)
+
     def shutdown(self) -> Deferred[None]:
-        """Stop every supervisor (GOODBYE where joined), within ``shutdown.timeout``."""
+        """Stop every supervisor (GOODBYE where joined), within ``shutdown.timeout``; at
+        once after :meth:`signalled` a second time. The Deferred always fires."""
         if self._stopping is None:
             self._stopping = "reactor stopping"
             self._log.info("daemon.stopping", reason=self._stopping, exit_code=self.exit_code)
@@ -161,18 +185,24 @@ class Daemon(MultiService):
         def finish(timed_out: bool) -> None:
             if done.called:
                 return
-            if timed_out:
-                self._log.warning(
-                    "daemon.stop_timeout",
-                    timeout=timeout,
-                    states={name: s.value for name, s in self._states.items()},
-                )
-            elif guard.active():
+            if guard.active():
                 guard.cancel()
-            self._log.info("daemon.stopped", exit_code=self.exit_code)
-            done.callback(None)
+            try:
+                if timed_out:
+                    self._log.warning(
+                        "daemon.stop_timeout",
+                        timeout=timeout,
+                        states={name: s.value for name, s in self._states.items()},
+                    )
+                self._log.info("daemon.stopped", exit_code=self.exit_code)
+            finally:
+                done.callback(None)
 
         guard = self._reactor.callLater(timeout, finish, True)
+        self._finish_shutdown = finish
+        if self._forced is not None:
+            finish(False)
+            return done
         stopping = self.stopService()  # type: ignore[no-untyped-call]
         if stopping is None:
             finish(False)

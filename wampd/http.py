@@ -133,9 +133,10 @@ class _Channel(HTTPChannel):
 
 
 class _QuietSite(Site):
-    """A Site that does not write an access log line per request."""
+    """A Site that does not write an access log line per request, nor "Starting factory"."""
 
     protocol = _Channel  # type: ignore[assignment]
+    noisy = False
 
     def log(self, request: Any) -> None:
         pass

@@ -8,11 +8,19 @@ log events come in through :class:`TwistedBridge` as ``twisted.log`` events with
 component's ``print()`` still reaches stdout.
 
 Known secrets are masked in every string value that is written, whatever its source.
+Floats are written with at most three decimals (durations to the millisecond).
+
+Writing a line never raises and never blocks shutdown: :class:`LineOutput` drops the
+lines it cannot write (standard output closed from the start, or its reader gone), counts
+them for ``wampd_log_lines_dropped_total``, and says so once on stderr.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO, cast
@@ -26,6 +34,7 @@ from .events import Event, State, names
 
 __all__ = [
     "EventLogger",
+    "LineOutput",
     "TwistedBridge",
     "make_logger",
     "start_logging",
@@ -91,18 +100,28 @@ def _rename_level(logger: WrappedLogger, method: str, event: EventDict) -> Event
     return event
 
 
+def _round_floats(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """Every float to at most three decimals: durations to the millisecond, no noise."""
+    for key, value in event.items():
+        if isinstance(value, float):
+            event[key] = round(value, 3)
+    return event
+
+
 def make_logger(
     *,
     level: str = "info",
     format: str = "auto",
     stream: TextIO | None = None,
+    output: LineOutput | None = None,
     secrets: Iterable[str] = (),
 ) -> Any:
-    """A structlog logger writing to ``stream`` (stdout) at ``level`` and above.
+    """A structlog logger writing to ``output`` (else ``stream``, else stdout) at ``level``
+    and above.
 
     :param format: ``json``, ``console``, or ``auto`` (console on a TTY, else JSON).
     """
-    out = stream if stream is not None else sys.stdout
+    out = output if output is not None else LineOutput(stream if stream else sys.stdout)
     if format == "auto":
         format = "console" if out.isatty() else "json"
     renderer: Processor
@@ -114,15 +133,97 @@ def make_logger(
         structlog.processors.add_log_level,
         _rename_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _round_floats,
         _Redact(secrets),
         _Safe(renderer),
     ]
     return structlog.wrap_logger(
-        structlog.PrintLogger(out),
+        out,
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         cache_logger_on_first_use=True,
     )
+
+
+#: Write errors after which a stream never works again: its reader is gone, or it is closed.
+_DEAD = (errno.EPIPE, errno.EBADF, errno.ECONNRESET)
+
+
+class LineOutput:
+    """structlog's output end for wampd's own stream: one rendered line per call, written
+    and flushed to ``stream``, and never an exception.
+
+    A line that cannot be written is dropped and counted in :attr:`dropped`; the first drop
+    is said once on ``stderr`` (if that works). A stream that is ``None`` (standard output
+    closed from the start) drops every line. A stream whose reader has gone (a broken pipe)
+    stays gone: its file descriptor is pointed at ``/dev/null``, so neither a component's
+    ``print()`` nor the interpreter's last flush at exit fails on it either. Any other write
+    error (a full disk, a full non-blocking pipe) drops that line only.
+    """
+
+    def __init__(self, stream: TextIO | None, *, stderr: TextIO | None = None) -> None:
+        self._stream = stream
+        self._stderr = stderr
+        #: Lines that could not be written.
+        self.dropped = 0
+        self._said = False
+
+    def isatty(self) -> bool:
+        """Whether the stream is a terminal (for ``format = "auto"``)."""
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def msg(self, message: str) -> None:
+        """Write ``message`` and a newline, or drop it."""
+        stream = self._stream
+        if stream is None:
+            self._drop("standard output is closed")
+            return
+        try:
+            stream.write(message + "\n")
+            stream.flush()
+        except (OSError, ValueError) as e:
+            if isinstance(e, ValueError) or e.errno in _DEAD:
+                self._stream = None
+                _point_at_devnull(stream)
+            self._drop(f"writing to standard output failed ({type(e).__name__}: {e})")
+
+    # structlog calls the method named after the level.
+    log = debug = info = warn = warning = err = error = critical = fatal = exception = msg
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        if self._said:
+            return
+        self._said = True
+        stderr = self._stderr if self._stderr is not None else sys.stderr
+        if stderr is None:
+            return
+        try:
+            stderr.write(
+                f"wampd: {why}: log lines are dropped and counted in "
+                "wampd_log_lines_dropped_total\n"
+            )
+            stderr.flush()
+        except (OSError, ValueError):
+            _point_at_devnull(stderr)
+
+
+def _point_at_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at ``/dev/null``, if it has one."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
 
 
 class _Safe:
@@ -161,7 +262,10 @@ class EventLogger:
         if event.name == names.SESSION_LEFT and event.state is State.STOPPING:
             level = "info"  # leaving because we were asked to is no warning
         fields = event.fields()
-        fields.pop("name")
+        # The line has its own timestamp; "previous" says something only on a change.
+        del fields["name"], fields["time"]
+        if not event.changed:
+            del fields["previous"]
         self._logger.log(_LEVELS["warn" if level == "warning" else level], event.name, **fields)
 
 
@@ -211,8 +315,35 @@ def twisted_logger(*, secrets: Iterable[str] = (), namespace: str = "wampd") -> 
     )
 
 
+#: Twisted's and autobahn's messages that say nothing wampd's own events do not: a
+#: listener or factory starting and stopping, the main loop ending, and autobahn's
+#: "session closed" next to wampd's ``session.left``. Written at debug, not above.
+_CHATTER_FORMATS = frozenset(
+    {
+        "Starting factory {factory!r}",
+        "Stopping factory {factory!r}",
+        "Main loop terminated.",
+        "session closed with reason {reason} [{message}]",
+    }
+)
+#: The same for Twisted's legacy ``log.msg`` lines: "Site starting on 9100", "(TCP Port
+#: 9100 Closed)".
+_CHATTER_TEXT = re.compile(r"\S+ starting on \S+|\((\w+ )?Port \S+ Closed\)")
+
+
+def _is_chatter(event: MutableMapping[str, Any]) -> bool:
+    log_format = event.get("log_format")
+    if log_format in _CHATTER_FORMATS:
+        return True
+    text = event.get("log_text")
+    return (
+        log_format == "{log_text}" and isinstance(text, str) and bool(_CHATTER_TEXT.fullmatch(text))
+    )
+
+
 class TwistedBridge:
-    """A ``twisted.logger`` observer that writes Twisted's and autobahn's logs to ``logger``."""
+    """A ``twisted.logger`` observer that writes Twisted's and autobahn's logs to ``logger``
+    (their lifecycle chatter at debug)."""
 
     def __init__(self, logger: Any, level: str = "info") -> None:
         self._logger = logger
@@ -220,6 +351,8 @@ class TwistedBridge:
 
     def __call__(self, event: MutableMapping[str, Any]) -> None:
         level = _TWISTED_LEVELS.get(event.get("log_level", LogLevel.info), "info")
+        if _is_chatter(event):
+            level = "debug"
         number = _LEVELS["warn" if level == "warning" else level]
         if number < self._minimum:
             return

@@ -11,10 +11,12 @@ bounded: components are configured, states are the state machine's, outcomes are
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import autobahn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 import twisted
 
@@ -42,12 +44,42 @@ CONNECT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 OUTAGE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
-class Metrics:
-    """Keeps the series of :mod:`wampd.metrics` up to date from supervisor events."""
+class _ReadCounter(Collector):
+    """A counter whose value is read at scrape time from something that counts already."""
 
-    def __init__(self, registry: CollectorRegistry, components: Iterable[str]) -> None:
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
+
+
+class Metrics:
+    """Keeps the series of :mod:`wampd.metrics` up to date from supervisor events.
+
+    :param log_lines_dropped: how many log lines could not be written so far
+        (:attr:`wampd.logs.LineOutput.dropped`); 0 for logs that go elsewhere.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        components: Iterable[str],
+        *,
+        log_lines_dropped: Callable[[], float] = lambda: 0,
+    ) -> None:
         self.registry = registry
         r = registry
+        r.register(
+            _ReadCounter(
+                "wampd_log_lines_dropped",
+                "Log lines that could not be written (standard output closed or gone).",
+                log_lines_dropped,
+            )
+        )
         self.build_info = Gauge(
             "wampd_build_info",
             "wampd's build: always 1, the versions are labels.",

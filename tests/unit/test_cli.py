@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from wampd import __version__
 from wampd.cli import run_cli
+from wampd.config import Secret, load_config
 
 GOOD = """
 [router]
@@ -44,15 +48,136 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_config_prints_effective_config_with_secrets_masked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """check-config prints the effective config as JSON, defaults filled in, secrets as ***."""
+    """check-config prints the effective config as TOML in the input's shape, defaults
+    filled in; a secret from the environment keeps its secret_env key, never its value."""
     path = write(tmp_path, GOOD)
     status = run_cli(["check-config", "--config", path], {"WAMPD_TEST_TICKET": "t0pSecret"})
     out = capsys.readouterr().out
     assert status == 0
-    data = json.loads(out)
-    assert data["router"]["auth"]["secret"] == "***"
+    data = tomllib.loads(out)
+    assert set(data) == {"router", "reconnect", "keepalive", "http", "log", "shutdown", "component"}
+    assert data["router"]["url"] == "ws://127.0.0.1:8080/ws"
+    assert data["router"]["auth"] == {
+        "method": "ticket",
+        "authid": "agent",
+        "secret_env": "WAMPD_TEST_TICKET",
+    }
     assert data["reconnect"]["max_retries"] == -1
+    assert data["component"] == [{"name": "plain", "entry": "tests.unit.sample_entries:Plain"}]
+    assert "[[component]]" in out
     assert "t0pSecret" not in out
+
+
+def test_check_config_json_is_the_same_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--format json prints the same document as the TOML, as JSON."""
+    path = write(tmp_path, GOOD)
+    env = {"WAMPD_TEST_TICKET": "t0pSecret"}
+    assert run_cli(["check-config", "--config", path], env) == 0
+    as_toml = tomllib.loads(capsys.readouterr().out)
+    assert run_cli(["check-config", "--config", path, "--format", "json"], env) == 0
+    assert json.loads(capsys.readouterr().out) == as_toml
+
+
+def test_check_config_output_saved_as_a_file_loads_to_the_same_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What check-config prints, saved as a file, is a config that loads to the same
+    effective configuration: failover URLs, TLS and proxy keys, headers, a secret file
+    (by its absolute path), per-component realms and extras with dates and nested arrays
+    of tables; and printing that file again gives the same text."""
+    (tmp_path / "ca.pem").write_text("not read as a certificate here\n")
+    ticket = tmp_path / "ticket"
+    ticket.write_text("t0pSecret\n")
+    ticket.chmod(0o600)
+    source = write(
+        tmp_path,
+        """
+[router]
+url = ["wss://127.0.0.1:8443/ws", "ws://127.0.0.1:8080/ws"]
+serializers = ["json"]
+headers = { "X-Edge-Id" = "a1" }
+ca_file = "ca.pem"
+proxy = { host = "proxy.local", port = 3128 }
+[router.auth]
+method = "wampcra"
+authid = "agent"
+authrole = "edge"
+secret_file = "ticket"
+[reconnect]
+jitter = "full"
+max_retries = 4
+fatal_errors = []
+[keepalive]
+ping_interval = 0
+[log]
+level = "warning"
+[[component]]
+name = "a"
+entry = "tests.unit.sample_entries:Plain"
+realm = "r1"
+[component.extra]
+when = 2024-01-02T03:04:05Z
+day = 2024-01-02
+nested = { items = [{ x = 1 }, { y = "é\\u007f😀" }] }
+[[component]]
+name = "b"
+entry = "tests.unit.sample_entries:Plain"
+realm = "r2"
+""",
+    )
+    assert run_cli(["check-config", "--config", source], {}) == 0
+    printed = capsys.readouterr().out
+    saved = tmp_path / "saved" / "wampd.toml"
+    saved.parent.mkdir()
+    saved.write_text(printed)
+
+    original, again = load_config(source, environ={}), load_config(saved, environ={})
+    assert again.router.tls.ca_file == str(tmp_path / "ca.pem")
+    assert again.router.auth.secret == Secret("t0pSecret")
+    assert again.components[0].extra["when"] == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert replace(again, source=None, warnings=()) == replace(original, source=None, warnings=())
+    assert run_cli(["check-config", "--config", str(saved)], {}) == 0
+    reprinted = capsys.readouterr().out
+    assert reprinted.split("\n", 1)[1] == printed.split("\n", 1)[1]  # but the file's name
+
+
+def test_every_problem_in_one_report_bad_entries_included(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entries that cannot be imported are reported with the other problems, at once."""
+    path = write(
+        tmp_path,
+        """
+[router]
+url = "http://127.0.0.1/ws"
+[reconnect]
+max_retry = 3
+[[component]]
+name = "x"
+entry = "no_such_module_anywhere:X"
+[[component]]
+name = "y"
+entry = "tests.unit.sample_entries:Nope"
+[[component]]
+name = "z"
+entry = "tests.unit.sample_entries:Plain"
+""",
+    )
+    assert run_cli(["check-config", "--config", path], {}) == 2
+    problems = capsys.readouterr().err.strip().splitlines()
+    keys = [line.removeprefix("wampd: config error: ").split(":")[0] for line in problems]
+    assert keys == [
+        "router.url",
+        "router.realm",
+        "reconnect.max_retry",
+        "component[0].entry",
+        "component[1].entry",
+    ]
+    assert 'cannot import "no_such_module_anywhere"' in problems[3]
+    assert "(component 'x')" in problems[3]
+    assert 'has no attribute "Nope"' in problems[4]
 
 
 def test_config_from_environment_variable(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pydoc
 import re
 from pathlib import Path
 
@@ -41,3 +42,22 @@ def test_readme_lists_every_keyword_the_runner_adds() -> None:
     listed = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \|", table, re.MULTILINE))
     names = {name for pair in listed for name in pair if name}
     assert names == {f.name for f in dataclasses.fields(HostSettings)}
+
+
+def test_help_wampd_documents_the_public_names_most_important_first() -> None:
+    """``help(wampd)`` / ``pydoc wampd``: the description names every public name, the
+    drop-ins and their errors first, and each one is documented in full below it (the
+    lazily imported ApplicationRunner and Service included)."""
+    import wampd  # noqa: PLC0415
+
+    text = pydoc.render_doc(wampd, renderer=pydoc.plaintext)
+    description = text.split("\nDESCRIPTION\n", 1)[1].split("\nPACKAGE CONTENTS\n", 1)[0]
+    first = ["ApplicationRunner", "Service", "RetriesExhausted", "FatalRouterError"]
+    positions = [description.index(f"\n    {name}") for name in first]
+    assert positions == sorted(positions)
+    for name in wampd.__all__:
+        if name != "__version__":
+            assert re.search(rf"\b{name}\b", description), name
+    for name in ("ApplicationRunner", "Service", "RetriesExhausted", "FatalRouterError"):
+        assert f"class {name}(" in text, name
+    assert "__getattr__" not in text.split("\nCLASSES\n", 1)[0]

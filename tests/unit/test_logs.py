@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import re
 from typing import Any
 
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, LogPublisher
 
 from wampd.backoff import Backoff
 from wampd.events import Event, EventHub, State, names
-from wampd.logs import EventLogger, TwistedBridge, make_logger
+from wampd.logs import EventLogger, LineOutput, TwistedBridge, make_logger
 from wampd.supervisor import RetryPolicy, Supervisor
 
 from .fakes import FakeConnector, Recorder
@@ -158,10 +162,190 @@ def test_each_state_change_is_logged_exactly_once_with_the_metric_fields() -> No
     logged = lines(out)
     assert [line["event"] for line in logged] == recorder.names
     changes = [(e.previous.value, e.state.value) for e in recorder.events if e.changed]
-    logged_changes = [
-        (line["previous"], line["state"]) for line in logged if line["previous"] != line["state"]
-    ]
+    logged_changes = [(line["previous"], line["state"]) for line in logged if "previous" in line]
     assert logged_changes == changes
     for line, event in zip(logged, recorder.events, strict=True):
         assert line["failures"] == event.failures
         assert line["component"] == "c"
+
+
+# ----------------------------------------------------------------------------------------
+# Clean lines
+# ----------------------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LONG_FLOAT = re.compile(r"\d\.\d{4,}")
+
+
+def test_console_lines_on_a_tty_have_one_timestamp_and_short_floats() -> None:
+    """On a TTY (format auto), a line of each event kind has no ``time=`` next to its
+    timestamp, no float with more than 3 decimals, and ``previous`` only on a change."""
+    kinds = [getattr(names, attr) for attr in dir(names) if attr.isupper()]
+    for name in kinds:
+        out = _Terminal()
+        changed = name in (names.CONNECT_ATTEMPT, names.RETRY_SCHEDULED)
+        EventLogger(make_logger(format="auto", stream=out))(
+            Event(
+                name=name,
+                component="c",
+                previous=State.CONNECTING if changed else State.JOINED,
+                state=State.BACKOFF if changed else State.JOINED,
+                time=1796152279.7297783,
+                failures=2,
+                retry=2,
+                delay=0.7400000000000001,
+                connect_duration=0.0123456789,
+                outage_duration=12.345678901,
+                error="an error",
+            )
+        )
+        text = _ANSI.sub("", out.getvalue())
+        timestamp, _, fields = text.partition(" ")
+        assert timestamp.endswith("Z"), text  # the one timestamp, ISO 8601
+        assert name in fields
+        assert "time=" not in fields, text
+        assert not _LONG_FLOAT.search(fields), text
+        assert ("previous=" in fields) is changed, text
+        if name == names.RETRY_SCHEDULED:
+            assert "delay=0.74" in fields, text
+
+
+def test_durations_are_rounded_to_the_millisecond_in_json_too() -> None:
+    """JSON lines carry the same rounded durations and no ``time`` field."""
+    out = io.StringIO()
+    EventLogger(make_logger(format="json", stream=out))(
+        Event(
+            name=names.SESSION_JOINED,
+            component="c",
+            previous=State.CONNECTING,
+            state=State.JOINED,
+            time=1796152279.7297783,
+            connect_duration=0.0123456789,
+        )
+    )
+    (line,) = lines(out)
+    assert line["connect_duration"] == 0.012
+    assert "time" not in line
+
+
+def test_twisted_lifecycle_chatter_is_debug_only() -> None:
+    """A listener starting, a factory starting or stopping, a port closing, the main loop
+    ending, and autobahn's "session closed" (wampd logs session.left) are not info lines;
+    at debug they are there, and real warnings are never demoted."""
+
+    def emit_all(publisher: LogPublisher) -> None:
+        Logger(namespace="twisted.internet.protocol.Factory", observer=publisher).info(
+            "Starting factory {factory!r}", factory=Factory()
+        )
+        Logger(namespace="twisted.internet.protocol.Factory", observer=publisher).info(
+            "Stopping factory {factory!r}", factory=Factory()
+        )
+        Logger(namespace="twisted.internet.base", observer=publisher).info("Main loop terminated.")
+        Logger(namespace="autobahn.wamp.protocol", observer=publisher).warn(
+            "session closed with reason {reason} [{message}]",
+            reason="wamp.close.transport_lost",
+            message="",
+        )
+        for text in ("_QuietSite starting on 9100", "(TCP Port 9100 Closed)"):
+            publisher({"log_format": "{log_text}", "log_text": text, "log_level": LogLevel.info})
+        Logger(namespace="autobahn.wamp.protocol", observer=publisher).warn("a real {x}", x=1)
+
+    at_info, at_debug = io.StringIO(), io.StringIO()
+    emit_all(LogPublisher(TwistedBridge(make_logger(format="json", stream=at_info), "info")))
+    emit_all(
+        LogPublisher(
+            TwistedBridge(make_logger(level="debug", format="json", stream=at_debug), "debug")
+        )
+    )
+    assert [line["message"] for line in lines(at_info)] == ["a real 1"]
+    debug = lines(at_debug)
+    assert len(debug) == 7
+    assert [line["level"] for line in debug] == ["debug"] * 6 + ["warn"]
+
+
+# ----------------------------------------------------------------------------------------
+# A stdout that is closed or gone
+# ----------------------------------------------------------------------------------------
+
+
+class _Dead(io.StringIO):
+    """A stream whose reader has gone: every write raises EPIPE."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+class _Full(io.StringIO):
+    """A non-blocking pipe that is full for the first write only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 1
+
+    def write(self, text: str) -> int:
+        if self.refusals:
+            self.refusals -= 1
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return super().write(text)
+
+
+def test_a_dead_stdout_drops_lines_counts_them_and_says_so_once() -> None:
+    """Logging to a stream whose reader died never raises: each line is counted as
+    dropped, and stderr hears about it once."""
+    err = io.StringIO()
+    output = LineOutput(_Dead(), stderr=err)
+    logger = make_logger(format="json", output=output)
+    for i in range(3):
+        logger.info("x.y", i=i)
+        logger.warning("x.z")
+    assert output.dropped == 6
+    (said,) = err.getvalue().splitlines()
+    assert said.startswith("wampd: writing to standard output failed (BrokenPipeError")
+    assert "wampd_log_lines_dropped_total" in said
+
+
+def test_a_closed_stdout_drops_every_line() -> None:
+    """Standard output closed from the start (``sys.stdout is None``) drops every line."""
+    err = io.StringIO()
+    output = LineOutput(None, stderr=err)
+    logger = make_logger(format="auto", output=output)  # auto must not need a TTY check
+    logger.info("x.y")
+    logger.error("x.z")
+    assert output.dropped == 2
+    assert err.getvalue() == (
+        "wampd: standard output is closed: log lines are dropped and counted in "
+        "wampd_log_lines_dropped_total\n"
+    )
+
+
+def test_a_full_pipe_drops_only_the_line_it_refused() -> None:
+    """A transient write error drops one line; the next lines are written."""
+    stream = _Full()
+    output = LineOutput(stream, stderr=io.StringIO())
+    logger = make_logger(format="json", output=output)
+    logger.info("first")
+    logger.info("second")
+    assert output.dropped == 1
+    assert [line["event"] for line in lines(stream)] == ["second"]
+
+
+def test_a_broken_pipe_is_pointed_at_devnull() -> None:
+    """After EPIPE on a real pipe, its descriptor writes to /dev/null: a component's
+    ``print()`` and the interpreter's last flush no longer fail on it."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = os.fdopen(write_end, "w")
+    try:
+        output = LineOutput(stream, stderr=io.StringIO())
+        output.msg("lost")
+        assert output.dropped == 1
+        assert os.write(write_end, b"now harmless") == len(b"now harmless")
+        assert os.readlink(f"/proc/self/fd/{write_end}") == os.devnull
+    finally:
+        stream.close()
