@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -457,7 +458,7 @@ def test_runs_as_its_user_against_crossbar(
             options=["--volume", f"{app}:/app:ro"],
         )
     )
-    assert json.loads(checked)["http"]["listen"] == f"{HOST}:{PROBE_PORT}"
+    assert tomllib.loads(checked)["http"]["listen"] == f"{HOST}:{PROBE_PORT}"  # TOML by default
 
     daemon = Proc(
         _buildah_run(
