@@ -16,13 +16,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .components import Entries
 from .config import Config, config_path, load_config, redacted, to_toml
 from .errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError
 from .wamp import SessionFactory
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 __all__ = ["load", "main"]
 
@@ -191,15 +194,17 @@ def _search_path(path: str | os.PathLike[str] | None) -> list[str]:
 
 
 def _run(config: Config, factories: Mapping[str, Any]) -> int:
+    """``wampd run``: the daemon's service tree under :func:`twisted.internet.task.react`,
+    with wampd's own signal handlers and sd_notify; returns the exit status."""
     from prometheus_client import disable_created_metrics
-    from twisted.internet import reactor as _reactor
+    from twisted.internet.defer import Deferred
     from twisted.internet.error import CannotListenError
+    from twisted.internet.task import react
 
     from .daemon import Daemon
     from .logs import LineOutput, make_logger, start_logging
     from .systemd import SystemdNotifier
 
-    reactor: Any = _reactor
     # Only the documented series: no *_created samples next to counters and histograms.
     disable_created_metrics()
     secret = config.router.auth.secret
@@ -214,47 +219,50 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
     for warning in config.warnings:
         logger.warning("config.warning", warning=warning)
 
-    daemon = Daemon(
-        config,
-        factories,
-        reactor=reactor,
-        logger=logger,
-        stop_reactor=reactor.stop,
-        log_lines_dropped=lambda: output.dropped,
-    )
-    host, port = config.http.host, config.http.port
-    if port is not None:
-        try:
-            listening = reactor.listenTCP(port, daemon.site, interface=host or "")
-        except CannotListenError as e:
-            print(
-                f"wampd: config error: http.listen: cannot listen on {config.http.listen}: "
-                f"{e.socketError}",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-        address = listening.getHost()
-        logger.info("http.listening", host=address.host, port=address.port)
+    def main(reactor: Any) -> Deferred[None]:
+        daemon = Daemon(
+            config,
+            factories,
+            reactor=reactor,
+            logger=logger,
+            stop_reactor=reactor.stop,
+            notifier=SystemdNotifier.from_environ(
+                os.environ, [spec.name for spec in config.components], reactor
+            ),
+            log_lines_dropped=lambda: output.dropped,
+        )
+        ended: Deferred[None] = Deferred()
 
-    def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(daemon.signalled, signal.Signals(signum).name)
+        def end(_: object) -> None:
+            if daemon.exit_code == EXIT_OK:
+                ended.callback(None)
+            else:
+                ended.errback(SystemExit(daemon.exit_code))
 
-    notifier = SystemdNotifier.from_environ(
-        os.environ, [spec.name for spec in config.components], reactor
-    )
+        def on_signal(signum: int, frame: Any) -> None:
+            reactor.callFromThread(daemon.signalled, signal.Signals(signum).name)
 
-    def started() -> None:
-        # Replace Twisted's handlers so the log says which signal stopped the daemon.
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        daemon.startService()
-        if notifier is not None:
-            daemon.hub.subscribe(notifier)
-            notifier.ready()
+        def started() -> None:
+            # Replace Twisted's handlers so the log says which signal stopped the daemon,
+            # and a second one can end the stop at once.
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+            try:
+                daemon.startService()
+            except CannotListenError as e:
+                print(
+                    f"wampd: config error: http.listen: cannot listen on "
+                    f"{config.http.listen}: {e.socketError}",
+                    file=sys.stderr,
+                )
+                daemon.request_stop("http.listen failed", EXIT_CONFIG)
 
-    reactor.callWhenRunning(started)
-    if notifier is not None:
-        reactor.addSystemEventTrigger("before", "shutdown", notifier.stopping)
-    reactor.addSystemEventTrigger("before", "shutdown", daemon.shutdown)
-    reactor.run()
-    return daemon.exit_code
+        reactor.callWhenRunning(started)
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: daemon.shutdown().addBoth(end))
+        return ended
+
+    try:
+        react(main)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_INTERNAL
+    return EXIT_OK

@@ -15,23 +15,19 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 
 from ._version import __version__
 from .backoff import Backoff, Jitter
 from .config import ComponentSpec, Config
 from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED
-from .events import Event, EventHub, State, names
-from .health import Health
-from .http import make_site
-from .logs import EventLogger
-from .metrics import Metrics
-from .supervisor import RetryPolicy, Supervisor
-from .wamp import SessionFactory, TLSSettings, WampConnector, WampSettings
+from .events import Event, State, names
+from .supervisor import RetryPolicy
+from .systemd import SystemdNotifier
+from .tree import ComponentPlan, Plan, Tree
+from .wamp import SessionFactory, TLSSettings, WampSettings
 
-__all__ = ["Daemon", "retry_policy", "wamp_settings"]
+__all__ = ["Daemon", "plan", "retry_policy", "wamp_settings"]
 
 _ENDED = (State.STOPPED, State.FAILED)
 
@@ -73,7 +69,34 @@ def wamp_settings(config: Config, spec: ComponentSpec) -> WampSettings:
     )
 
 
-class Daemon(MultiService):
+def plan(
+    config: Config,
+    factories: Mapping[str, SessionFactory],
+    *,
+    rand: Callable[[], float] = random.random,
+) -> Plan:
+    """The service tree's plan from the TOML configuration."""
+    policy = retry_policy(config)
+    host, port = config.http.host, config.http.port
+    return Plan(
+        components=tuple(
+            ComponentPlan(
+                name=spec.name,
+                make=factories[spec.name],
+                urls=config.router.urls,
+                wamp=wamp_settings(config, spec),
+                policy=policy,
+                extra=spec.extra,
+            )
+            for spec in config.components
+        ),
+        shutdown_timeout=config.shutdown.timeout,
+        http=(host or "", port) if port is not None else None,
+        rand=rand,
+    )
+
+
+class Daemon(Tree):
     """Supervises every configured component; see the module docstring.
 
     :param stop_reactor: called (once) when the daemon decides the process should end;
@@ -88,52 +111,28 @@ class Daemon(MultiService):
         reactor: Any,
         logger: Any,
         stop_reactor: Callable[[], None],
-        hub: EventHub | None = None,
+        notifier: SystemdNotifier | None = None,
         rand: Callable[[], float] = random.random,
         log_lines_dropped: Callable[[], float] = lambda: 0,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__(
+            plan(config, factories, rand=rand),
+            reactor=reactor,
+            logger=logger,
+            notifier=notifier,
+            log_lines_dropped=log_lines_dropped,
+        )
         self.config = config
-        self.hub = hub if hub is not None else EventHub()
         self.exit_code = EXIT_OK
         self._reactor = reactor
         self._log = logger
         self._stop_reactor = stop_reactor
-        self._states = {spec.name: State.IDLE for spec in config.components}
         self._stopping: str | None = None
         #: Why the stop was cut short (a second signal), once it was.
         self._forced: str | None = None
         #: Ends the reactor's wait for :meth:`shutdown`, once that has begun.
         self._finish_shutdown: Callable[[bool], None] | None = None
-        self.supervisors: dict[str, Supervisor] = {}
-        components = [spec.name for spec in config.components]
-        #: The daemon's own registry: only wampd's series, never the global registry's.
-        self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry, components, log_lines_dropped=log_lines_dropped)
-        self.health = Health(components)
-        #: The HTTP endpoints; the CLI decides where (if at all) they listen.
-        self.site = make_site(self.registry, self.health, reactor)
-        for consumer in (EventLogger(logger), self.metrics, self.health, self._watch):
-            self.hub.subscribe(consumer)
-        policy = retry_policy(config)
-        leave_timeout = max(0.1, config.shutdown.timeout * 0.8)
-        for spec in config.components:
-            connector = WampConnector(
-                reactor, spec.name, factories[spec.name], wamp_settings(config, spec), spec.extra
-            )
-            supervisor = Supervisor(
-                spec.name,
-                connector,
-                config.router.urls,
-                policy=policy,
-                clock=reactor,
-                hub=self.hub,
-                rand=rand,
-                connect_timeout=config.keepalive.connect_timeout,
-                leave_timeout=leave_timeout,
-            )
-            supervisor.setServiceParent(self)  # type: ignore[no-untyped-call]
-            self.supervisors[spec.name] = supervisor
+        self.hub.subscribe(self._watch)
 
     def startService(self) -> None:
         self._log.info(
@@ -143,7 +142,10 @@ class Daemon(MultiService):
             components=[spec.name for spec in self.config.components],
             urls=list(self.config.router.urls),
         )
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
+        address = self.listener.address if self.listener is not None else None
+        if address is not None:
+            self._log.info("http.listening", host=address[0], port=address[1])
 
     def request_stop(self, reason: str, exit_code: int = EXIT_OK) -> None:
         """End the process: the first request decides the reason and exit status."""
@@ -168,7 +170,7 @@ class Daemon(MultiService):
         self._log.warning(
             "daemon.stop_forced",
             signal=name,
-            states={n: s.value for n, s in self._states.items() if s not in _ENDED},
+            states={n: s.value for n, s in self._states().items() if s not in _ENDED},
         )
         if self._finish_shutdown is not None:
             self._finish_shutdown(False)
@@ -192,7 +194,7 @@ class Daemon(MultiService):
                     self._log.warning(
                         "daemon.stop_timeout",
                         timeout=timeout,
-                        states={name: s.value for name, s in self._states.items()},
+                        states={name: s.value for name, s in self._states().items()},
                     )
                 self._log.info("daemon.stopped", exit_code=self.exit_code)
             finally:
@@ -203,17 +205,19 @@ class Daemon(MultiService):
         if self._forced is not None:
             finish(False)
             return done
-        stopping = self.stopService()  # type: ignore[no-untyped-call]
+        stopping = self.stopService()
         if stopping is None:
             finish(False)
         else:
             stopping.addBoth(lambda _: finish(False))
         return done
 
+    def _states(self) -> dict[str, State]:
+        return {name: h.state for name, h in self.health.components.items()}
+
     def _watch(self, event: Event) -> None:
-        self._states[event.component] = event.state
         if event.changed and event.state is State.FAILED:
             code = EXIT_FATAL if event.name == names.FATAL_ERROR else EXIT_RETRIES_EXHAUSTED
             self.request_stop(f"{event.component}: {event.name}", code)
-        elif all(state in _ENDED for state in self._states.values()) and self.running:
+        elif all(state in _ENDED for state in self._states().values()) and self.running:
             self.request_stop("every component has left on its own")

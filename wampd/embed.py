@@ -1,10 +1,9 @@
 """What :class:`wampd.ApplicationRunner` and :class:`wampd.Service` share.
 
-Both take autobahn's arguments, plus wampd's own as keywords (:class:`HostOptions`), and
-turn them into the pieces the daemon is made of: a :class:`~wampd.wamp.WampConnector`,
-one :class:`~wampd.supervisor.Supervisor`, an :class:`~wampd.events.EventHub` that the
-caller can subscribe to, and -- when asked -- metrics and health over HTTP. There is no
-second reconnect implementation here: only argument handling.
+Both take autobahn's arguments, plus wampd's own as keywords (:class:`HostOptions`),
+check them once (:class:`Arguments`) and turn them into the :class:`~wampd.tree.Plan` of
+a one-component service tree -- the same tree the daemon runs. There is no second
+reconnect implementation here: only argument handling.
 """
 
 from __future__ import annotations
@@ -18,18 +17,14 @@ from typing import Any, TypedDict
 
 from autobahn.websocket.util import parse_url
 from prometheus_client import CollectorRegistry
-from twisted.web.server import Site
 
+from . import tree
 from .backoff import Backoff, Jitter
 from .config import DEFAULT_FATAL_ERRORS, _split_listen
-from .events import EventHub, Observer, State
-from .health import Health
-from .http import make_site
-from .metrics import Metrics
-from .supervisor import RetryPolicy, Supervisor
-from .wamp import SessionFactory, WampConnector, WampSettings
+from .supervisor import RetryPolicy
+from .wamp import SessionFactory, WampSettings
 
-__all__ = ["HostOptions", "HostSettings", "Hosted", "Plan", "component_name", "retry_policy"]
+__all__ = ["Arguments", "HostOptions", "HostSettings", "component_name", "retry_policy"]
 
 #: Twisted's ``backoffPolicy`` defaults, which autobahn's ApplicationRunner documents.
 AUTOBAHN_INITIAL_DELAY = 1.0
@@ -73,7 +68,8 @@ class HostSettings:
     ping_timeout: float = 5.0
     #: Seconds one attempt may take, from TCP connect to the session joining.
     connect_timeout: float = 10.0
-    #: Seconds to wait for the router's GOODBYE reply when stopping.
+    #: The most a stop takes: the GOODBYE exchange gets 80 % of it, the rest is for
+    #: closing the connection (the daemon's ``[shutdown] timeout``, with the same meaning).
     shutdown_timeout: float = 5.0
     #: ``host:port`` for ``/metrics``, ``/healthz`` and ``/readyz`` (port 0: any free one).
     http_listen: str | None = None
@@ -245,7 +241,7 @@ def check_url(url: object, *, tls: bool) -> str:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Arguments:
     """autobahn's arguments and wampd's keywords, checked once, in the constructor."""
 
     url: str
@@ -272,7 +268,7 @@ class Plan:
         max_retry_delay: float | None = None,
         retry_delay_growth: float | None = None,
         retry_delay_jitter: float | Callable[[], float] | None = None,
-    ) -> Plan:
+    ) -> Arguments:
         """Check every argument; a bad one raises ``ValueError``/``TypeError`` naming it."""
         checked = check_url(url, tls=tls is not None)
         settings = HostSettings.from_options(options)
@@ -289,84 +285,43 @@ class Plan:
         )
         return cls(checked, settings, policy, rand, wamp, {**connector_options, "tls": tls})
 
-
-class Hosted:
-    """One supervised component with its event hub, health, and (optionally) metrics.
-
-    :param connector_options: more keywords for :class:`~wampd.wamp.WampConnector`
-        (endpoint, websocket_options, runner).
-    :param policy: instead of the plan's (a run without ``auto_reconnect``).
-    :param metrics: the series of an earlier run to keep counting in (a registry takes
-        each series once).
-    """
-
-    def __init__(
+    def plan(
         self,
-        plan: Plan,
         make: SessionFactory,
         *,
-        reactor: Any,
         extra: Mapping[str, Any] | None,
         connector_options: Mapping[str, Any] | None = None,
         policy: RetryPolicy | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        settings = plan.settings
+    ) -> tree.Plan:
+        """The plan of a tree supervising ``make``'s sessions.
+
+        :param connector_options: more keywords for the connector (endpoint,
+            websocket_options, runner).
+        :param policy: instead of the arguments' (a run without ``auto_reconnect``).
+        """
         if not callable(make):
             raise TypeError(
                 f"make must be a session class, an Application or a make(config) "
                 f"callable, got {make!r}"
             )
-        self.name = settings.name or component_name(make)
-        self.hub = EventHub()
-        self.health = Health([self.name])
-        self.hub.subscribe(self.health)
-        if metrics is None:
-            registry = settings.registry
-            if registry is None and settings.http_listen is not None:
-                registry = CollectorRegistry()
-            metrics = Metrics(registry, [self.name]) if registry is not None else None
-        elif self.name not in metrics.components:
-            metrics.add_component(self.name)
-        #: The series, registered once per registry (a runner's next run reuses them).
-        self.metrics = metrics
-        self.registry = metrics.registry if metrics is not None else None
-        if metrics is not None:
-            self.hub.subscribe(metrics)
-        self.listen = (
-            listen_address(settings.http_listen) if settings.http_listen is not None else None
+        settings = self.settings
+        component = tree.ComponentPlan(
+            name=settings.name or component_name(make),
+            make=make,
+            urls=(self.url,),
+            wamp=self.wamp,
+            policy=policy or self.policy,
+            extra=extra,
+            connector_options={**self.connector_options, **(connector_options or {})},
         )
-        self.site: Site | None = None
-        if self.listen is not None and self.registry is not None:
-            self.site = make_site(self.registry, self.health, reactor)
-        connector = WampConnector(
-            reactor,
-            self.name,
-            make,
-            plan.wamp,
-            extra,
-            **{**plan.connector_options, **(connector_options or {})},
+        return tree.Plan(
+            components=(component,),
+            shutdown_timeout=settings.shutdown_timeout,
+            http=None if settings.http_listen is None else listen_address(settings.http_listen),
+            metrics=settings.registry is not None,
+            registry=settings.registry,
+            rand=self.rand,
         )
-        self.supervisor = Supervisor(
-            self.name,
-            connector,
-            [plan.url],
-            policy=policy or plan.policy,
-            clock=reactor,
-            hub=self.hub,
-            rand=plan.rand,
-            connect_timeout=settings.connect_timeout,
-            leave_timeout=settings.shutdown_timeout,
-        )
-
-    @property
-    def state(self) -> State:
-        """The supervised session's state now."""
-        return self.supervisor.state
-
-    def subscribe(self, observer: Observer) -> Callable[[], None]:
-        """Call ``observer`` with every :class:`~wampd.events.Event`; returns an unsubscribe."""
-        return self.hub.subscribe(observer)
 
 
 def wamp_settings(

@@ -24,9 +24,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.python.failure import Failure
 
-from .embed import Hosted, HostOptions, Plan, default_reactor
+from .embed import Arguments, HostOptions, default_reactor
 from .events import EventHub, Observer, State
-from .logs import EventLogger, make_logger, start_logging, twisted_logger
+from .logs import make_logger, start_logging, twisted_logger
+from .supervisor import Supervisor
+from .tree import Tree
 from .wamp import SessionFactory
 
 __all__ = ["ApplicationRunner"]
@@ -81,7 +83,7 @@ class ApplicationRunner:
         retry_delay_jitter: float | Callable[[], float] | None = None,
         **options: Unpack[HostOptions],
     ) -> None:
-        self._plan = Plan.make(
+        self._arguments = Arguments.make(
             url,
             realm=realm,
             tls=ssl,
@@ -97,7 +99,7 @@ class ApplicationRunner:
         )
         if websocket_options is not None and not isinstance(websocket_options, Mapping):
             raise ValueError(f"websocket_options must be a dict, got {websocket_options!r}")
-        self.url = self._plan.url
+        self.url = self._arguments.url
         self.realm = realm
         #: The sessions' ``config.extra`` (one dict, shared, as autobahn does). A session
         #: that stores an exception under ``"error"`` makes :meth:`run` raise it.
@@ -112,10 +114,9 @@ class ApplicationRunner:
         self.retry_delay_growth = retry_delay_growth
         self.retry_delay_jitter = retry_delay_jitter
         self._observers = EventHub()
-        self._hosted: Hosted | None = None
+        self._tree: Tree | None = None
         self._reactor: Any = None
         self._trigger: Any = None
-        self._listening: Any = None
         self._shutting_down = False
         #: The port ``/metrics`` and the probes listen on, once :meth:`run` started them.
         self.http_port: int | None = None
@@ -132,21 +133,23 @@ class ApplicationRunner:
     @property
     def state(self) -> State:
         """The session's state: ``idle`` before :meth:`run`, then the supervisor's."""
-        return self._hosted.state if self._hosted is not None else State.IDLE
+        return self._supervisor().state if self._tree is not None else State.IDLE
 
     @property
     def registry(self) -> Any:
         """The Prometheus registry with wampd's series, if metrics are on."""
-        return self._hosted.registry if self._hosted is not None else self._plan.settings.registry
+        if self._tree is not None:
+            return self._tree.registry
+        return self._arguments.settings.registry
 
     # -- autobahn's API --
 
     def stop(self) -> Deferred[None]:
         """Stop retrying and leave with GOODBYE; fires when the connection is closed.
         With ``start_reactor=True`` the reactor then stops and :meth:`run` returns."""
-        if self._hosted is None:
+        if self._tree is None:
             return succeed(None)
-        stopping: Deferred[None] = self._hosted.supervisor.stopService()
+        stopping: Deferred[None] = self._supervisor().stopService()
         return stopping
 
     def run(
@@ -175,7 +178,7 @@ class ApplicationRunner:
         with that error; the reactor is left alone and events are logged through
         ``twisted.logger``. Either way, reactor shutdown leaves with GOODBYE.
         """
-        if self._hosted is not None and self._hosted.state not in (State.STOPPED, State.FAILED):
+        if self._tree is not None and self.state not in (State.STOPPED, State.FAILED):
             raise RuntimeError("this ApplicationRunner is already running a component")
         if log_level not in _LOG_LEVELS:
             raise ValueError(
@@ -183,10 +186,14 @@ class ApplicationRunner:
             )
         if reactor is None:
             reactor = default_reactor()
-        hosted = Hosted(
-            self._plan,
+        if start_reactor:
+            level = _LOG_LEVELS[log_level]
+            logger = make_logger(level=level)
+            start_logging(logger, level)
+        else:
+            logger = twisted_logger()
+        plan = self._arguments.plan(
             make,
-            reactor=reactor,
             extra=self.extra,
             connector_options={
                 "endpoint": endpoint,
@@ -194,31 +201,21 @@ class ApplicationRunner:
                 "runner": self,
             },
             # Without auto_reconnect: one attempt, and losing the session ends the run.
-            policy=None if auto_reconnect else replace(self._plan.policy, max_retries=0),
-            metrics=self._hosted.metrics if self._hosted is not None else None,
+            policy=None if auto_reconnect else replace(self._arguments.policy, max_retries=0),
         )
-        if start_reactor:
-            level = _LOG_LEVELS[log_level]
-            logger = make_logger(level=level)
-            start_logging(logger, level)
-        else:
-            logger = twisted_logger()
-        hosted.subscribe(EventLogger(logger))
-        hosted.subscribe(self._observers.emit)
-        self._hosted, self._reactor, self._shutting_down = hosted, reactor, False
-        if hosted.site is not None and hosted.listen is not None:
-            host, port = hosted.listen
-            self._listening = reactor.listenTCP(port, hosted.site, interface=host)
-            self.http_port = self._listening.getHost().port
+        earlier = self._tree.metrics if self._tree is not None else None
+        tree = Tree(plan, reactor=reactor, logger=logger, metrics=earlier)
+        tree.subscribe(self._observers.emit)
+        self._tree, self._reactor, self._shutting_down = tree, reactor, False
         self._trigger = reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
-        finished = hosted.supervisor.whenFinished()
+        finished = self._supervisor().whenFinished()
         finished.addBoth(self._finished, stop_reactor=start_reactor)
         if not start_reactor:
-            hosted.supervisor.startService()
+            self._start(tree)
             return finished
         outcome: list[Failure] = []
         finished.addErrback(outcome.append)
-        reactor.callWhenRunning(hosted.supervisor.startService)
+        reactor.callWhenRunning(self._start, tree)
         reactor.run()
         if outcome:
             outcome[0].raiseException()
@@ -229,22 +226,30 @@ class ApplicationRunner:
 
     # -- inside --
 
+    def _supervisor(self) -> Supervisor:
+        assert self._tree is not None
+        (supervisor,) = self._tree.supervisors.values()
+        return supervisor
+
+    def _start(self, tree: Tree) -> None:
+        tree.startService()
+        address = tree.listener.address if tree.listener is not None else None
+        self.http_port = None if address is None else address[1]
+
     def _on_shutdown(self) -> Deferred[None] | None:
         """Reactor shutdown: leave with GOODBYE, however many reconnects there were."""
         self._shutting_down = True
-        if self._hosted is None:
+        if self._tree is None or not self._tree.running:
             return None
-        stopping: Deferred[None] = self._hosted.supervisor.stopService()
-        return stopping
+        return self._tree.stopService()
 
     def _finished(self, result: Any, *, stop_reactor: bool) -> Any:
         reactor = self._reactor
         if not self._shutting_down and self._trigger is not None:
             reactor.removeSystemEventTrigger(self._trigger)
         self._trigger = None
-        if self._listening is not None:
-            self._listening.stopListening()
-            self._listening = None
+        if self._tree is not None and self._tree.running:
+            self._tree.stopService()  # the HTTP listener; the supervisor is done
         if stop_reactor and not self._shutting_down:
             with contextlib.suppress(ReactorNotRunning):
                 reactor.stop()

@@ -53,7 +53,7 @@ class Options(usage.Options):
 
 
 class DaemonService(MultiService):
-    """The daemon and its HTTP endpoints as one Twisted service."""
+    """The daemon's service tree, with Twisted owning the reactor, signals and logs."""
 
     def __init__(self, config: Config, factories: dict[str, Any], reactor: Any = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -64,51 +64,39 @@ class DaemonService(MultiService):
         secret = config.router.auth.secret
         self._log = twisted_logger(secrets=[secret.reveal()] if secret else [])
         self.daemon = Daemon(
-            config, factories, reactor=reactor, logger=self._log, stop_reactor=self._stop_reactor
+            config,
+            factories,
+            reactor=reactor,
+            logger=self._log,
+            stop_reactor=self._stop_reactor,
+            notifier=SystemdNotifier.from_environ(
+                os.environ, [spec.name for spec in config.components], reactor
+            ),
         )
-        self.daemon.setServiceParent(self)  # type: ignore[no-untyped-call]
-        self._notifier = SystemdNotifier.from_environ(
-            os.environ, [spec.name for spec in config.components], reactor
-        )
-        self._listening: Any = None
 
     def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
         for warning in self.config.warnings:
             self._log.warning("config.warning", warning=warning)
-        host, port = self.config.http.host, self.config.http.port
-        if port is not None:
-            try:
-                self._listening = self._reactor.listenTCP(
-                    port, self.daemon.site, interface=host or ""
-                )
-            except CannotListenError as e:
-                self._log.error(
-                    "http.listen_failed", listen=self.config.http.listen, error=str(e.socketError)
-                )
-                self._reactor.callWhenRunning(
-                    self.daemon.request_stop, "http.listen failed", EXIT_CONFIG
-                )
-                return
-            address = self._listening.getHost()
-            self._log.info("http.listening", host=address.host, port=address.port)
-        super().startService()  # type: ignore[no-untyped-call]
-        if self._notifier is not None:
-            self.daemon.hub.subscribe(self._notifier)
-            self._notifier.ready()
+        try:
+            self.daemon.startService()
+        except CannotListenError as e:
+            self._log.error(
+                "http.listen_failed", listen=self.config.http.listen, error=str(e.socketError)
+            )
+            self._reactor.callWhenRunning(
+                self.daemon.request_stop, "http.listen failed", EXIT_CONFIG
+            )
 
     def stopService(self) -> Deferred[None]:
         """Every component leaves (within ``shutdown.timeout``); then remember the exit
         status for the end of the process."""
-        if self._notifier is not None:
-            self._notifier.stopping()
+        super().stopService()  # type: ignore[no-untyped-call]
         stopping = self.daemon.shutdown()
         stopping.addBoth(self._stopped)
         return stopping
 
     def _stopped(self, result: Any) -> Any:
-        self.running = False
-        if self._listening is not None:
-            self._listening.stopListening()
         if self.daemon.exit_code != EXIT_OK:
             _exit_with(self.daemon.exit_code)
         return result

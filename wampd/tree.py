@@ -1,0 +1,211 @@
+"""The service tree every entry point runs, and the one place that assembles it.
+
+A :class:`Tree` is a Twisted ``MultiService``: one :class:`~wampd.supervisor.Supervisor`
+per component and, when asked, the HTTP listener for ``/metrics`` and the probes (a
+``TCPServer`` child, started and stopped with the tree). Logs, metrics and health are
+consumers of the tree's one :class:`~wampd.events.EventHub`. ``wampd run``, ``twist
+wampd``, :class:`wampd.Service` and :class:`wampd.ApplicationRunner` differ only in what
+they build the :class:`Plan` from (the TOML configuration, autobahn's arguments) and in
+what they do around the tree (signals, the reactor, the exit status).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.web.server import Site
+
+from .events import EventHub, Observer
+from .health import Health
+from .http import make_site
+from .logs import EventLogger
+from .metrics import Metrics
+from .supervisor import RetryPolicy, Supervisor
+from .systemd import SystemdNotifier
+from .wamp import SessionFactory, WampConnector, WampSettings
+
+__all__ = ["ComponentPlan", "Listener", "Plan", "Tree", "leave_timeout"]
+
+
+def leave_timeout(shutdown_timeout: float) -> float:
+    """How long a session may take to leave with GOODBYE when ``shutdown_timeout`` bounds
+    the whole stop: 80 % of it, so the connections still close within the bound."""
+    return max(0.1, shutdown_timeout * 0.8)
+
+
+@dataclass(frozen=True)
+class ComponentPlan:
+    """One component: what it runs, where it connects, and how it retries."""
+
+    name: str
+    make: SessionFactory
+    urls: tuple[str, ...]
+    wamp: WampSettings
+    policy: RetryPolicy
+    #: The sessions' ``config.extra``.
+    extra: Mapping[str, Any] | None = None
+    #: More keywords for :class:`~wampd.wamp.WampConnector` (tls, serializer instances,
+    #: endpoint, websocket_options, runner).
+    connector_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a :class:`Tree` is built from, validated by whoever made it."""
+
+    components: tuple[ComponentPlan, ...]
+    #: The most a stop may take; see :func:`leave_timeout`.
+    shutdown_timeout: float = 5.0
+    #: ``(host, port)`` for the HTTP endpoints (port 0: any free one); None: none.
+    http: tuple[str, int] | None = None
+    #: Whether to keep metrics without HTTP (a caller's own registry).
+    metrics: bool = True
+    #: Where the series go; None: a registry of the tree's own.
+    registry: CollectorRegistry | None = None
+    #: Source of floats in [0, 1) for jitter.
+    rand: Callable[[], float] = field(default=random.random, repr=False)
+
+
+class Listener(Service):
+    """A TCP listener as a child service; :attr:`port` is the listening port while it runs.
+
+    Starting it raises ``CannotListenError`` when the address cannot be bound.
+    """
+
+    def __init__(self, host: str, port: int, site: Site, *, reactor: Any) -> None:
+        self._host, self._port_number, self._site, self._reactor = host, port, site, reactor
+        #: The listening port (an ``IListeningPort``) while the service runs.
+        self.port: Any = None
+
+    def startService(self) -> None:
+        self.port = self._reactor.listenTCP(self._port_number, self._site, interface=self._host)
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        port, self.port = self.port, None
+        return None if port is None else maybeDeferred(port.stopListening)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` while listening."""
+        if self.port is None:
+            return None
+        bound = self.port.getHost()
+        return str(bound.host), int(bound.port)
+
+
+class _Notify(Service):
+    """sd_notify as a child service: READY=1 once the tree has started, STOPPING=1 as soon
+    as it begins to stop, STATUS= on every state change in between."""
+
+    def __init__(self, notifier: SystemdNotifier, hub: EventHub) -> None:
+        self._notifier, self._hub = notifier, hub
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._hub.subscribe(self._notifier)
+        self._notifier.ready()
+
+    def stopService(self) -> None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        self._notifier.stopping()
+
+
+class Tree(MultiService):
+    """The supervisors of :class:`Plan`'s components, their event hub, health, metrics,
+    logs and (optionally) HTTP listener and systemd notifier, as one service.
+
+    Children start in this order: the HTTP listener (so an address that cannot be bound
+    fails the start before any session connects), the supervisors, the notifier; they stop
+    in the reverse order.
+
+    :param logger: a structlog logger for the events (:mod:`wampd.logs`).
+    :param notifier: sd_notify, when systemd asked for it.
+    :param metrics: the series of an earlier tree to keep counting in (a registry takes
+        each series once).
+    :param log_lines_dropped: for ``wampd_log_lines_dropped_total``.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        reactor: Any,
+        logger: Any,
+        notifier: SystemdNotifier | None = None,
+        metrics: Metrics | None = None,
+        log_lines_dropped: Callable[[], float] = lambda: 0,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        names = [component.name for component in plan.components]
+        self.plan = plan
+        self.hub = EventHub()
+        self.health = Health(names)
+        self.hub.subscribe(self.health)
+        self.hub.subscribe(EventLogger(logger))
+        if metrics is None and (plan.metrics or plan.http is not None):
+            registry = plan.registry if plan.registry is not None else CollectorRegistry()
+            metrics = Metrics(registry, names, log_lines_dropped=log_lines_dropped)
+        elif metrics is not None:
+            for name in names:
+                if name not in metrics.components:
+                    metrics.add_component(name)
+        #: The series (None when metrics are off).
+        self.metrics = metrics
+        self.registry = metrics.registry if metrics is not None else None
+        if metrics is not None:
+            self.hub.subscribe(metrics)
+        #: The HTTP endpoints' listener, a child service (None without ``plan.http``).
+        self.listener: Listener | None = None
+        if plan.http is not None and self.registry is not None:
+            host, port = plan.http
+            site = make_site(self.registry, self.health, reactor)
+            self.listener = Listener(host, port, site, reactor=reactor)
+            self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.supervisors: dict[str, Supervisor] = {}
+        for component in plan.components:
+            connector = WampConnector(
+                reactor,
+                component.name,
+                component.make,
+                component.wamp,
+                component.extra,
+                **component.connector_options,
+            )
+            supervisor = Supervisor(
+                component.name,
+                connector,
+                component.urls,
+                policy=component.policy,
+                clock=reactor,
+                hub=self.hub,
+                rand=plan.rand,
+                connect_timeout=component.wamp.connect_timeout,
+                leave_timeout=leave_timeout(plan.shutdown_timeout),
+            )
+            supervisor.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.supervisors[component.name] = supervisor
+        if notifier is not None:
+            _Notify(notifier, self.hub).setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with every :class:`~wampd.events.Event`; returns an unsubscribe."""
+        return self.hub.subscribe(observer)
+
+    # Twisted's service methods, typed once here for every shell.
+
+    def startService(self) -> None:
+        """Start the listener, the supervisors and the notifier, in that order."""
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None]:
+        """Stop them in the reverse order; fires when every session has left."""
+        stopping: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        return stopping.addCallback(lambda _: None)
