@@ -124,7 +124,7 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print(_effective(config, args.format), end="")
         return EXIT_OK
     try:
-        return _run(config, factories)
+        return _run(config, factories, environ)
     except Exception:
         print("wampd: internal error (please report it):", file=sys.stderr)
         traceback.print_exc()
@@ -193,7 +193,7 @@ def _search_path(path: str | os.PathLike[str] | None) -> list[str]:
     return folders
 
 
-def _run(config: Config, factories: Mapping[str, Any]) -> int:
+def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str]) -> int:
     """``wampd run``: the daemon's service tree under :func:`twisted.internet.task.react`,
     with wampd's own signal handlers and sd_notify; returns the exit status."""
     from prometheus_client import disable_created_metrics
@@ -203,7 +203,6 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
 
     from .daemon import Daemon
     from .logs import LineOutput, make_logger, start_logging
-    from .systemd import SystemdNotifier
 
     # Only the documented series: no *_created samples next to counters and histograms.
     disable_created_metrics()
@@ -226,9 +225,7 @@ def _run(config: Config, factories: Mapping[str, Any]) -> int:
             reactor=reactor,
             logger=logger,
             stop_reactor=reactor.stop,
-            notifier=SystemdNotifier.from_environ(
-                os.environ, [spec.name for spec in config.components], reactor
-            ),
+            environ=environ,
             log_lines_dropped=lambda: output.dropped,
         )
         ended: Deferred[None] = Deferred()

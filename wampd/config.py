@@ -162,7 +162,8 @@ class ReconnectConfig:
     max_delay: float = 60.0
     growth: float = 2.0
     jitter: str = "decorrelated"
-    max_retries: int = -1
+    #: Retries per outage; None for no limit (``-1`` in TOML).
+    max_retries: int | None = None
     retry_on_start: bool = True
     stable_after: float = 5.0
     fatal_errors: tuple[str, ...] = DEFAULT_FATAL_ERRORS
@@ -372,6 +373,8 @@ def document(config: Config) -> dict[str, Any]:
         components.append(component)
     reconnect = dataclasses.asdict(config.reconnect)
     reconnect["fatal_errors"] = list(config.reconnect.fatal_errors)
+    if reconnect["max_retries"] is None:
+        reconnect["max_retries"] = -1  # TOML has no null: -1 is "no limit"
     return {
         "router": out_router,
         "reconnect": reconnect,
@@ -990,11 +993,16 @@ def _parse_reconnect(t: _Table) -> ReconnectConfig:
         max_delay=maximum,
         growth=t.number("growth", d.growth, minimum=1.0),
         jitter=t.choice("jitter", d.jitter, _JITTERS) or d.jitter,
-        max_retries=t.integer("max_retries", d.max_retries, minimum=-1),
+        max_retries=_no_limit(t.integer("max_retries", -1, minimum=-1)),
         retry_on_start=t.boolean("retry_on_start", d.retry_on_start),
         stable_after=t.number("stable_after", d.stable_after),
         fatal_errors=_parse_fatal_errors(t, d.fatal_errors),
     )
+
+
+def _no_limit(retries: int) -> int | None:
+    """``-1``, TOML's "no limit", as None."""
+    return None if retries == -1 else retries
 
 
 def _parse_fatal_errors(t: _Table, default: tuple[str, ...]) -> tuple[str, ...]:

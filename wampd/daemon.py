@@ -23,7 +23,6 @@ from .config import ComponentSpec, Config
 from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED
 from .events import Event, State, names
 from .supervisor import RetryPolicy
-from .systemd import SystemdNotifier
 from .tree import ComponentPlan, Plan, Tree
 from .wamp import SessionFactory, TLSSettings, WampSettings
 
@@ -101,6 +100,7 @@ class Daemon(Tree):
 
     :param stop_reactor: called (once) when the daemon decides the process should end;
         the CLI passes ``reactor.stop``, whose shutdown then calls :meth:`shutdown`.
+    :param environ: for sd_notify (see :class:`~wampd.tree.Tree`).
     """
 
     def __init__(
@@ -111,7 +111,7 @@ class Daemon(Tree):
         reactor: Any,
         logger: Any,
         stop_reactor: Callable[[], None],
-        notifier: SystemdNotifier | None = None,
+        environ: Mapping[str, str] | None = None,
         rand: Callable[[], float] = random.random,
         log_lines_dropped: Callable[[], float] = lambda: 0,
     ) -> None:
@@ -119,7 +119,7 @@ class Daemon(Tree):
             plan(config, factories, rand=rand),
             reactor=reactor,
             logger=logger,
-            notifier=notifier,
+            environ=environ,
             log_lines_dropped=log_lines_dropped,
         )
         self.config = config
@@ -170,7 +170,7 @@ class Daemon(Tree):
         self._log.warning(
             "daemon.stop_forced",
             signal=name,
-            states={n: s.value for n, s in self._states().items() if s not in _ENDED},
+            states={n: s.value for n, s in self.health.states().items() if s not in _ENDED},
         )
         if self._finish_shutdown is not None:
             self._finish_shutdown(False)
@@ -194,7 +194,7 @@ class Daemon(Tree):
                     self._log.warning(
                         "daemon.stop_timeout",
                         timeout=timeout,
-                        states={name: s.value for name, s in self._states().items()},
+                        states={name: s.value for name, s in self.health.states().items()},
                     )
                 self._log.info("daemon.stopped", exit_code=self.exit_code)
             finally:
@@ -212,12 +212,9 @@ class Daemon(Tree):
             stopping.addBoth(lambda _: finish(False))
         return done
 
-    def _states(self) -> dict[str, State]:
-        return {name: h.state for name, h in self.health.components.items()}
-
     def _watch(self, event: Event) -> None:
         if event.changed and event.state is State.FAILED:
             code = EXIT_FATAL if event.name == names.FATAL_ERROR else EXIT_RETRIES_EXHAUSTED
             self.request_stop(f"{event.component}: {event.name}", code)
-        elif all(state in _ENDED for state in self._states().values()) and self.running:
+        elif all(state in _ENDED for state in self.health.states().values()) and self.running:
             self.request_stop("every component has left on its own")

@@ -160,10 +160,12 @@ def retry_policy(
     ``random.random()``, a 0-argument callable is called for each delay. Every delay
     stays under ``max_retry_delay``. ``jitter=`` (wampd's modes) replaces it.
     """
-    if max_retries is None:
-        max_retries = -1
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1
+    ):
         raise ValueError(f"max_retries must be an int >= -1 (-1: no limit), got {max_retries!r}")
+    if max_retries == -1:
+        max_retries = None
     maximum = _optional("max_retry_delay", max_retry_delay, AUTOBAHN_MAX_DELAY)
     initial = _optional(
         "initial_retry_delay", initial_retry_delay, min(AUTOBAHN_INITIAL_DELAY, maximum)

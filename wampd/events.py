@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 from twisted.logger import Logger
 
-__all__ = ["Event", "EventHub", "Observer", "State", "names"]
+__all__ = ["Event", "EventFields", "EventHub", "EventName", "Observer", "State", "names"]
 
 
 class State(StrEnum):
@@ -37,8 +37,8 @@ class State(StrEnum):
     FAILED = "failed"
 
 
-class names:  # noqa: N801 -- a namespace of constants, read as names.CONNECT_ATTEMPT
-    """The dotted event names wampd emits."""
+class EventName(StrEnum):
+    """The dotted event names wampd emits; each knows the level it is logged at."""
 
     CONNECT_ATTEMPT = "connect.attempt"
     CONNECT_FAILED = "connect.failed"
@@ -53,6 +53,24 @@ class names:  # noqa: N801 -- a namespace of constants, read as names.CONNECT_AT
     SUPERVISOR_STOPPING = "supervisor.stopping"
     SUPERVISOR_STOPPED = "supervisor.stopped"
 
+    @property
+    def level(self) -> str:
+        """The log level: ``info``, ``warn`` or ``error``."""
+        return _LEVELS.get(self, "info")
+
+
+_LEVELS: dict[EventName, str] = {
+    EventName.CONNECT_FAILED: "warn",
+    EventName.SESSION_LEFT: "warn",
+    EventName.KEEPALIVE_TIMEOUT: "warn",
+    EventName.RETRIES_EXHAUSTED: "error",
+    EventName.FATAL_ERROR: "error",
+    EventName.COMPONENT_ERROR: "error",
+}
+
+#: ``names.CONNECT_ATTEMPT`` reads well at a call site.
+names = EventName
+
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
@@ -62,7 +80,7 @@ class Event:
     consumer that only cares about state changes tests ``event.changed``.
     """
 
-    name: str
+    name: EventName
     component: str
     previous: State
     state: State
@@ -102,8 +120,26 @@ class Event:
         for key, value in asdict(self).items():
             if value is None or (key == "keepalive" and not value):
                 continue
-            out[key] = value.value if isinstance(value, State) else value
+            out[key] = value.value if isinstance(value, StrEnum) else value
         return out
+
+
+class EventFields(TypedDict, total=False):
+    """The optional fields of :class:`Event`, for emitters that pass them through as
+    keywords (a test keeps the two equal)."""
+
+    url: str | None
+    attempt: int | None
+    retry: int | None
+    delay: float | None
+    reason: str | None
+    error: str | None
+    traceback: str | None
+    session_id: int | None
+    realm: str | None
+    connect_duration: float | None
+    outage_duration: float | None
+    keepalive: bool
 
 
 Observer = Callable[[Event], None]

@@ -65,6 +65,10 @@ class Health:
         elif event.name == names.SESSION_JOINED:
             health.last_error = None
 
+    def states(self) -> dict[str, State]:
+        """Each component's state now: the one place that knows it."""
+        return {name: h.state for name, h in self.components.items()}
+
     @property
     def alive(self) -> bool:
         return all(h.state is not State.FAILED for h in self.components.values())

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred
 
+from .events import EventName
+
 __all__ = ["AttemptError", "Connector", "Link", "Loss", "Reporter"]
 
 
@@ -79,7 +81,7 @@ class Reporter(Protocol):
 
     def __call__(
         self,
-        name: str,
+        name: EventName,
         *,
         error: str | None = None,
         traceback: str | None = None,

@@ -51,21 +51,6 @@ _TWISTED_LEVELS = {
     LogLevel.critical: "critical",
 }
 
-_EVENT_LEVELS = {
-    names.CONNECT_ATTEMPT: "info",
-    names.CONNECT_FAILED: "warning",
-    names.SESSION_JOINED: "info",
-    names.SESSION_STABLE: "info",
-    names.SESSION_LEFT: "warning",
-    names.RETRY_SCHEDULED: "info",
-    names.RETRIES_EXHAUSTED: "error",
-    names.FATAL_ERROR: "error",
-    names.COMPONENT_ERROR: "error",
-    names.KEEPALIVE_TIMEOUT: "warning",
-    names.SUPERVISOR_STOPPING: "info",
-    names.SUPERVISOR_STOPPED: "info",
-}
-
 MASK = "***"
 
 
@@ -258,15 +243,15 @@ class EventLogger:
         self._logger = logger
 
     def __call__(self, event: Event) -> None:
-        level = _EVENT_LEVELS.get(event.name, "info")
-        if event.name == names.SESSION_LEFT and event.state is State.STOPPING:
+        level = event.name.level
+        if event.name is names.SESSION_LEFT and event.state is State.STOPPING:
             level = "info"  # leaving because we were asked to is no warning
         fields = event.fields()
         # The line has its own timestamp; "previous" says something only on a change.
         del fields["name"], fields["time"]
         if not event.changed:
             del fields["previous"]
-        self._logger.log(_LEVELS["warn" if level == "warning" else level], event.name, **fields)
+        self._logger.log(_LEVELS[level], event.name.value, **fields)
 
 
 _TO_TWISTED = {

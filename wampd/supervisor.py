@@ -1,17 +1,9 @@
 """One supervised WAMP session: an explicit state machine that keeps it joined.
 
-::
-
-    idle --start--> connecting --joined--> joined --stable--> joined
-                      |    ^                  |
-              failed  |    | retry due        | lost
-                      v    |                  v
-                     backoff <----------------+
-                      |
-        budget spent  +--> failed (also: fatal rejection from connecting)
-
-    stop: idle/backoff -> stopped; connecting/joined -> stopping -> stopped
-    a component that leaves on its own: joined -> stopped
+The states: ``idle -> connecting -> joined``, ``backoff`` between attempts, ``stopping ->
+stopped`` on request, ``failed`` when it gives up (retries spent, or a fatal rejection
+while connecting). Every state-changing transition is drawn in ``docs/supervisor.md``,
+which a test checks against this machine.
 
 The machine is built with automat, the way Twisted's ``ClientService`` is. Decisions
 that depend on counters (retry or give up? how long to wait?) are taken in
@@ -30,7 +22,7 @@ from __future__ import annotations
 import random as _random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Protocol, Unpack, cast
 
 from automat import TypeMachineBuilder
 from twisted.application.service import Service
@@ -47,7 +39,7 @@ from twisted.python.failure import Failure
 from ._typing import Clock, DelayedCall
 from .backoff import Backoff
 from .errors import FatalRouterError, RetriesExhausted, WampdError
-from .events import Event, EventHub, State, names
+from .events import Event, EventFields, EventHub, EventName, State, names
 from .link import AttemptError, Connector, Link, Loss
 
 __all__ = ["RetryPolicy", "Supervisor"]
@@ -58,14 +50,18 @@ class RetryPolicy:
     """When to retry, how long to wait, and when to give up."""
 
     backoff: Backoff = field(default_factory=Backoff)
-    #: Retries per outage; -1 for no limit, 0 for none.
-    max_retries: int = -1
+    #: Retries per outage; None for no limit, 0 for none.
+    max_retries: int | None = None
     #: Whether failing to join at start is an outage like any other (else: give up).
     retry_on_start: bool = True
     #: Seconds a session must stay joined before its outage counts as over.
     stable_after: float = 5.0
     #: ABORT reasons that end the supervisor after one attempt.
     fatal_errors: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.max_retries is not None and self.max_retries < 0:
+            raise ValueError(f"max_retries must be None (no limit) or >= 0, got {self.max_retries}")
 
 
 @dataclass(frozen=True)
@@ -146,7 +142,9 @@ class _Core:
         self.stop_waiters.append(waiter)
         return waiter
 
-    def emit(self, name: str, state: State | None = None, **fields: object) -> None:
+    def emit(
+        self, name: EventName, state: State | None = None, **fields: Unpack[EventFields]
+    ) -> None:
         """The one place events come from: record the new state, then tell the hub."""
         previous = self.state
         if state is not None:
@@ -158,13 +156,13 @@ class _Core:
             state=self.state,
             time=self.clock.seconds(),
             failures=self.failures,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
         self.hub.emit(event)
 
     def report(
         self,
-        name: str,
+        name: EventName,
         *,
         error: str | None = None,
         traceback: str | None = None,
@@ -176,7 +174,7 @@ class _Core:
             error=error,
             traceback=traceback,
             reason=reason,
-            keepalive=name == names.KEEPALIVE_TIMEOUT,
+            keepalive=name is names.KEEPALIVE_TIMEOUT,
         )
 
     def plan(self, problem: _Problem) -> _Retry | WampdError:
@@ -186,7 +184,7 @@ class _Core:
         failures = self.failures + 1
         if not self.ever_joined and not self.policy.retry_on_start:
             return RetriesExhausted(self.name, 0, problem.error)
-        if 0 <= self.policy.max_retries < failures:
+        if self.policy.max_retries is not None and failures > self.policy.max_retries:
             return RetriesExhausted(self.name, failures - 1, problem.error)
         delay = self.policy.backoff.delay(failures, self.rand, self.previous_delay)
         return _Retry(failures=failures, delay=delay)
@@ -235,7 +233,9 @@ class _Core:
 
 
 @dataclass
-class _Attempt:
+class _Pending:
+    """The data of the connecting state: the attempt under way."""
+
     deferred: Deferred[Link]
     url: str
     started: float
@@ -273,13 +273,13 @@ def _build() -> Callable[[_Core], _Inputs]:
 
     # -- state data factories: run on entering a state, with the input's arguments --
 
-    def start_attempt(inputs: _Inputs, core: _Core) -> _Attempt:
+    def start_attempt(inputs: _Inputs, core: _Core) -> _Pending:
         if core.state in (State.STOPPED, State.FAILED):
             # Started again after the end: a fresh outage count.
             core.failures, core.previous_delay, core.outage_since = 0, None, None
         url = core.urls[core.next_url % len(core.urls)]
         core.emit(names.CONNECT_ATTEMPT, State.CONNECTING, url=url, attempt=core.failures + 1)
-        attempt = _Attempt(core.connector(url, core.report), url, core.clock.seconds())
+        attempt = _Pending(core.connector(url, core.report), url, core.clock.seconds())
         attempt.deferred.addTimeout(
             core.connect_timeout,
             cast(IReactorTime, core.clock),  # the reactor, or a Clock in tests
@@ -340,7 +340,7 @@ def _build() -> Callable[[_Core], _Inputs]:
     Idle = machine.state("Idle")
     Connecting = machine.state("Connecting", start_attempt)
     Joined = machine.state("Joined", enter_joined)
-    Backoff_ = machine.state("Backoff", wait)
+    Waiting = machine.state("Backoff", wait)
     Stopping = machine.state("Stopping")
     Stopped = machine.state("Stopped")
     Failed = machine.state("Failed", give_up)
@@ -348,10 +348,10 @@ def _build() -> Callable[[_Core], _Inputs]:
     # -- starting and connecting --
 
     Idle.upon(_Inputs.start).to(Connecting).returns(None)
-    Backoff_.upon(_Inputs._due).to(Connecting).returns(None)
+    Waiting.upon(_Inputs._due).to(Connecting).returns(None)
     Connecting.upon(_Inputs.start).loop().returns(None)
     Joined.upon(_Inputs.start).loop().returns(None)
-    Backoff_.upon(_Inputs.start).loop().returns(None)
+    Waiting.upon(_Inputs.start).loop().returns(None)
 
     @Stopped.upon(_Inputs.start).to(Connecting)
     @Failed.upon(_Inputs.start, nodata=True).to(Connecting)
@@ -359,7 +359,7 @@ def _build() -> Callable[[_Core], _Inputs]:
         "Started again after stopping or failing; the attempt resets the count."
 
     @Connecting.upon(_Inputs._joined).to(Joined)
-    def joined(inputs: _Inputs, core: _Core, attempt: _Attempt, link: Link) -> None:
+    def joined(inputs: _Inputs, core: _Core, attempt: _Pending, link: Link) -> None:
         now = core.clock.seconds()
         outage = None if core.outage_since is None else now - core.outage_since
         core.outage_since = None
@@ -374,15 +374,15 @@ def _build() -> Callable[[_Core], _Inputs]:
             outage_duration=outage,
         )
 
-    @Connecting.upon(_Inputs._retry).to(Backoff_)
+    @Connecting.upon(_Inputs._retry).to(Waiting)
     def attempt_retry(
-        inputs: _Inputs, core: _Core, attempt: _Attempt, problem: _Problem, plan: _Retry
+        inputs: _Inputs, core: _Core, attempt: _Pending, problem: _Problem, plan: _Retry
     ) -> None:
         "Described and scheduled on entering backoff."
 
     @Connecting.upon(_Inputs._fail).to(Failed)
     def attempt_fail(
-        inputs: _Inputs, core: _Core, attempt: _Attempt, problem: _Problem, error: WampdError
+        inputs: _Inputs, core: _Core, attempt: _Pending, problem: _Problem, error: WampdError
     ) -> None:
         "Described on entering failed."
 
@@ -393,7 +393,7 @@ def _build() -> Callable[[_Core], _Inputs]:
         core.failures, core.previous_delay = 0, None
         core.emit(names.SESSION_STABLE, session_id=session.link.session_id)
 
-    @Joined.upon(_Inputs._retry).to(Backoff_)
+    @Joined.upon(_Inputs._retry).to(Waiting)
     def lost_retry(
         inputs: _Inputs, core: _Core, session: _Session, problem: _Problem, plan: _Retry
     ) -> None:
@@ -420,7 +420,7 @@ def _build() -> Callable[[_Core], _Inputs]:
         core.finish(None)
         return succeed(None)
 
-    @Backoff_.upon(_Inputs.stop).to(Stopped)
+    @Waiting.upon(_Inputs.stop).to(Stopped)
     def stop_waiting(inputs: _Inputs, core: _Core, wait: _Wait) -> Deferred[None]:
         _cancel(wait.call)
         core.emit(names.SUPERVISOR_STOPPED, State.STOPPED)
@@ -428,7 +428,7 @@ def _build() -> Callable[[_Core], _Inputs]:
         return succeed(None)
 
     @Connecting.upon(_Inputs.stop).to(Stopping)
-    def stop_connecting(inputs: _Inputs, core: _Core, attempt: _Attempt) -> Deferred[None]:
+    def stop_connecting(inputs: _Inputs, core: _Core, attempt: _Pending) -> Deferred[None]:
         waiter = core.wait_for_stop()
         core.emit(names.SUPERVISOR_STOPPING, State.STOPPING, url=attempt.url)
         attempt.deferred.cancel()
@@ -470,7 +470,7 @@ def _build() -> Callable[[_Core], _Inputs]:
     @Idle.upon(_Inputs.whenFinished).loop()
     @Connecting.upon(_Inputs.whenFinished, nodata=True).loop()
     @Joined.upon(_Inputs.whenFinished, nodata=True).loop()
-    @Backoff_.upon(_Inputs.whenFinished, nodata=True).loop()
+    @Waiting.upon(_Inputs.whenFinished, nodata=True).loop()
     @Stopping.upon(_Inputs.whenFinished).loop()
     def not_finished(inputs: _Inputs, core: _Core) -> Deferred[None]:
         waiter: Deferred[None] = Deferred()

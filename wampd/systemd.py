@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.task import LoopingCall
@@ -27,6 +27,7 @@ class SystemdNotifier:
     """Tells systemd how wampd is doing; see the module docstring.
 
     :param address: ``$NOTIFY_SOCKET``: a socket path, or ``@name`` (abstract namespace).
+    :param states: each component's state now (:meth:`wampd.health.Health.states`).
     :param watchdog_usec: ``$WATCHDOG_USEC``; None or 0 when no watchdog is configured.
     """
 
@@ -35,13 +36,13 @@ class SystemdNotifier:
     def __init__(
         self,
         address: str,
-        components: Iterable[str],
         *,
         clock: Any,
+        states: Callable[[], Mapping[str, State]],
         watchdog_usec: int | None = None,
     ) -> None:
         self._address = "\0" + address[1:] if address.startswith("@") else address
-        self._states = {name: State.IDLE for name in components}
+        self._states = states
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._socket.setblocking(False)
         self._watchdog: LoopingCall | None = None
@@ -53,7 +54,7 @@ class SystemdNotifier:
 
     @classmethod
     def from_environ(
-        cls, environ: Mapping[str, str], components: Iterable[str], clock: Any
+        cls, environ: Mapping[str, str], *, clock: Any, states: Callable[[], Mapping[str, State]]
     ) -> SystemdNotifier | None:
         """A notifier if systemd asked for one (``NOTIFY_SOCKET``), else None.
 
@@ -69,7 +70,7 @@ class SystemdNotifier:
                 usec = int(environ.get("WATCHDOG_USEC", "0")) or None
             except ValueError:
                 usec = None
-        return cls(address, components, clock=clock, watchdog_usec=usec)
+        return cls(address, clock=clock, states=states, watchdog_usec=usec)
 
     def send(self, message: str) -> None:
         """One datagram; failures are logged once and never raise."""
@@ -85,7 +86,7 @@ class SystemdNotifier:
                 )
 
     def status(self) -> str:
-        return ", ".join(f"{name} {state.value}" for name, state in self._states.items())
+        return ", ".join(f"{name} {state.value}" for name, state in self._states().items())
 
     def ready(self) -> None:
         """Started: READY=1 with the current status; start the watchdog pings."""
@@ -103,6 +104,6 @@ class SystemdNotifier:
         self._socket.close()
 
     def __call__(self, event: Event) -> None:
+        """A consumer of the event stream, after health: STATUS= on each state change."""
         if event.changed:
-            self._states[event.component] = event.state
             self.send(f"STATUS={self.status()}")

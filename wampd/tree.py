@@ -127,7 +127,8 @@ class Tree(MultiService):
     in the reverse order.
 
     :param logger: a structlog logger for the events (:mod:`wampd.logs`).
-    :param notifier: sd_notify, when systemd asked for it.
+    :param environ: where systemd says whether it wants sd_notify (``NOTIFY_SOCKET``);
+        None for programs that embed wampd.
     :param metrics: the series of an earlier tree to keep counting in (a registry takes
         each series once).
     :param log_lines_dropped: for ``wampd_log_lines_dropped_total``.
@@ -139,7 +140,7 @@ class Tree(MultiService):
         *,
         reactor: Any,
         logger: Any,
-        notifier: SystemdNotifier | None = None,
+        environ: Mapping[str, str] | None = None,
         metrics: Metrics | None = None,
         log_lines_dropped: Callable[[], float] = lambda: 0,
     ) -> None:
@@ -173,7 +174,6 @@ class Tree(MultiService):
         for component in plan.components:
             connector = WampConnector(
                 reactor,
-                component.name,
                 component.make,
                 component.wamp,
                 component.extra,
@@ -192,6 +192,11 @@ class Tree(MultiService):
             )
             supervisor.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.supervisors[component.name] = supervisor
+        notifier = (
+            None
+            if environ is None
+            else SystemdNotifier.from_environ(environ, clock=reactor, states=self.health.states)
+        )
         if notifier is not None:
             _Notify(notifier, self.hub).setServiceParent(self)  # type: ignore[no-untyped-call]
 

@@ -29,7 +29,6 @@ from .daemon import Daemon
 from .embed import default_reactor
 from .errors import EXIT_CONFIG, EXIT_OK
 from .logs import twisted_logger
-from .systemd import SystemdNotifier
 
 __all__ = ["DaemonService", "Options", "makeService"]
 
@@ -69,9 +68,7 @@ class DaemonService(MultiService):
             reactor=reactor,
             logger=self._log,
             stop_reactor=self._stop_reactor,
-            notifier=SystemdNotifier.from_environ(
-                os.environ, [spec.name for spec in config.components], reactor
-            ),
+            environ=os.environ,
         )
 
     def startService(self) -> None:

@@ -118,7 +118,6 @@ class WampConnector:
     def __init__(
         self,
         reactor: Any,
-        component: str,
         make_session: SessionFactory,
         settings: WampSettings,
         extra: Mapping[str, Any] | None = None,
@@ -142,7 +141,6 @@ class WampConnector:
         :param runner: the ``runner`` of every session's ``ComponentConfig``.
         """
         self._reactor = reactor
-        self._component = component
         self._make_session = fresh_sessions(make_session)
         self._settings = settings
         self._extra = extra if isinstance(extra, dict) else dict(extra or {})

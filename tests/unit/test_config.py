@@ -1011,7 +1011,7 @@ def test_valid_numbers_round_trip_exactly_through_toml(
     assert config.reconnect.growth == growth
     assert config.reconnect.stable_after == float(stable)
     assert type(config.reconnect.stable_after) is float
-    assert config.reconnect.max_retries == retries
+    assert config.reconnect.max_retries == (None if retries == -1 else retries)
     assert config.keepalive == KeepaliveConfig(interval, timeout, timeout)
     assert config.shutdown.timeout == timeout
     assert config.router.proxy == ProxyConfig("p", port)

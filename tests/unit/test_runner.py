@@ -89,7 +89,7 @@ def test_no_retry_argument_gives_autobahns_documented_defaults() -> None:
         Jitter.ADDED,
         1.0,
     )
-    assert p.max_retries == -1
+    assert p.max_retries is None  # no limit
     assert p.retry_on_start
 
 

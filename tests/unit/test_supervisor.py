@@ -19,7 +19,7 @@ FATAL = frozenset({"wamp.error.not_authorized", "wamp.error.no_such_realm"})
 
 def make(
     *,
-    max_retries: int = -1,
+    max_retries: int | None = None,
     stable_after: float = 5.0,
     retry_on_start: bool = True,
     fatal: frozenset[str] = FATAL,
@@ -409,3 +409,10 @@ def test_jitter_draws_from_the_injected_source() -> None:
     supervisor.startService()
     connector.refuse()
     assert rec.named(names.RETRY_SCHEDULED)[0].delay == 0.5  # 1.0 * rand() = 0.5
+
+
+def test_no_limit_is_none_not_a_sentinel() -> None:
+    """Inside, "no retry limit" is ``None``; a negative count is refused, not a sentinel."""
+    assert RetryPolicy().max_retries is None
+    with pytest.raises(ValueError, match="max_retries must be None"):
+        RetryPolicy(max_retries=-1)

@@ -6,12 +6,24 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from wampd.events import Event, State, names
+from wampd.health import Health
 from wampd.systemd import SystemdNotifier
+
+
+def notifier_for(
+    path: str, components: list[str], clock: Clock | None = None, **kw: int
+) -> tuple[SystemdNotifier, Health]:
+    """A notifier that reads each component's state from a Health, as in the tree."""
+    health = Health(components)
+    notifier = SystemdNotifier(path, clock=clock or Clock(), states=health.states, **kw)
+    return notifier, health
 
 
 @pytest.fixture
@@ -36,26 +48,26 @@ def received(sock: socket.socket) -> list[str]:
 def test_ready_status_and_stopping(systemd: tuple[str, socket.socket]) -> None:
     """READY=1 with the status at start, STATUS= on every state change, STOPPING=1."""
     path, sock = systemd
-    notifier = SystemdNotifier(path, ["a", "b"], clock=Clock())
+    notifier, health = notifier_for(path, ["a", "b"])
     notifier.ready()
-    notifier(
+    for event in (
         Event(
             name=names.SESSION_JOINED,
             component="a",
             previous=State.CONNECTING,
             state=State.JOINED,
             time=0.0,
-        )
-    )
-    notifier(
+        ),
         Event(
             name=names.COMPONENT_ERROR,
             component="a",
             previous=State.JOINED,
             state=State.JOINED,
             time=0.0,
-        )
-    )
+        ),
+    ):
+        health(event)
+        notifier(event)
     notifier.stopping()
     assert received(sock) == [
         "READY=1\nSTATUS=a idle, b idle",
@@ -69,7 +81,7 @@ def test_watchdog_pings_at_half_the_interval(systemd: tuple[str, socket.socket])
     """WATCHDOG=1 every WATCHDOG_USEC / 2, driven by the reactor's clock."""
     path, sock = systemd
     clock = Clock()
-    notifier = SystemdNotifier(path, ["a"], clock=clock, watchdog_usec=2_000_000)
+    notifier, _ = notifier_for(path, ["a"], clock, watchdog_usec=2_000_000)
     notifier.ready()
     assert received(sock) == ["READY=1\nSTATUS=a idle", "WATCHDOG=1"]
     clock.advance(0.999)
@@ -86,18 +98,21 @@ def test_watchdog_pings_at_half_the_interval(systemd: tuple[str, socket.socket])
 def test_from_environ(systemd: tuple[str, socket.socket]) -> None:
     """No NOTIFY_SOCKET: no notifier; a watchdog only for this process's WATCHDOG_PID."""
     path, sock = systemd
-    assert SystemdNotifier.from_environ({}, ["a"], Clock()) is None
+    states = Health(["a"]).states
+    assert SystemdNotifier.from_environ({}, clock=Clock(), states=states) is None
     clock = Clock()
     other = SystemdNotifier.from_environ(
-        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}, ["a"], clock
+        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"},
+        clock=clock,
+        states=states,
     )
     assert other is not None
     other.ready()
     assert received(sock) == ["READY=1\nSTATUS=a idle"]  # no WATCHDOG=1: not our pid
     mine = SystemdNotifier.from_environ(
         {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())},
-        ["a"],
-        clock,
+        clock=clock,
+        states=states,
     )
     assert mine is not None
     mine.ready()
@@ -112,7 +127,7 @@ def test_abstract_socket_address() -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + name)
     sock.setblocking(False)
-    notifier = SystemdNotifier("@" + name, ["a"], clock=Clock())
+    notifier, _ = notifier_for("@" + name, ["a"])
     notifier.stopping()
     assert received(sock) == ["STOPPING=1\nSTATUS=stopping"]
     notifier.close()
@@ -120,8 +135,20 @@ def test_abstract_socket_address() -> None:
 
 
 def test_a_missing_socket_never_raises(tmp_path: Path) -> None:
-    """If systemd's socket is gone, sending fails quietly (logged once)."""
-    notifier = SystemdNotifier(str(tmp_path / "gone.sock"), ["a"], clock=Clock())
-    notifier.ready()
-    notifier.stopping()
-    notifier.close()
+    """If systemd's socket is gone, sending fails quietly, and that is logged once."""
+    notifier, _ = notifier_for(str(tmp_path / "gone.sock"), ["a"])
+    logged: list[Any] = []
+
+    def observe(event: Any) -> None:
+        if "cannot notify systemd" in str(event.get("log_format")):
+            logged.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        notifier.ready()
+        notifier.stopping()
+        notifier.send("STATUS=again")
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        notifier.close()
+    assert len(logged) == 1

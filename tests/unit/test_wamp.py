@@ -63,7 +63,7 @@ def test_autobahn_still_times_pings_with_the_factory_timer_wampd_replaces() -> N
     source = inspect.getsource(autobahn.websocket.protocol)
     assert source.count("self.factory._batched_timer.call_later(") >= 3
     connector = WampConnector(
-        Clock(), "c", lambda config: None, WampSettings(realm="realm1", ping_interval=0.5)
+        Clock(), lambda config: None, WampSettings(realm="realm1", ping_interval=0.5)
     )
     factory = connector.factory(_Attempt(), "ws://127.0.0.1:8080/ws", None)
     assert isinstance(factory._batched_timer, PreciseTimer)
