@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from tests.harness.procs import REPO_ROOT
+from harness.procs import REPO_ROOT
 
 from .figures import FIGURES, FULL, SMOKE, Settings, progress
 from .procs import Lab

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from tests.harness.ports import free_port
-from tests.harness.procs import REPO_ROOT, Proc, harness_env
+from harness.poll import INTERVAL, PollTimeout, poll
+from harness.ports import free_port
+from harness.procs import REPO_ROOT, Proc, harness_env
 from wampd.config import ReconnectConfig
 
 from .procs import NAMES, BenchError, ClientProc, Host, HostOptions, Lab
@@ -193,12 +194,13 @@ def sleep_until(t: float) -> None:
     time.sleep(max(0.0, t - time.time()))
 
 
-def wait_until(done: Callable[[], bool], deadline: float, poll: float = 0.05) -> bool:
+def wait_until(done: Callable[[], bool], deadline: float, interval: float = INTERVAL) -> bool:
     """Poll ``done`` until it is true (True) or Unix time ``deadline`` passes (False)."""
-    while not done():
-        if time.time() >= deadline:
-            return False
-        time.sleep(poll)
+    try:
+        # The deadline is wall-clock time, shared with the figures' timestamps.
+        poll(done, deadline - time.time(), interval=interval, clock=time.time)
+    except PollTimeout:
+        return False
     return True
 
 

@@ -1,8 +1,10 @@
 """Starting, reading and stopping the bench's processes: the router, hosts, clients.
 
-Everything runs on 127.0.0.1, on ports taken with :func:`tests.harness.ports.free_port`.
-Processes are :class:`tests.harness.procs.Proc` (own process group, SIGKILLed with the bench
-however it dies); :class:`Lab` remembers each one and kills what is left on exit.
+Everything runs on 127.0.0.1, on ports taken with :func:`harness.ports.free_port`.
+Processes are :class:`harness.procs.Proc` (own process group, SIGKILLed with the bench
+however it dies); :class:`Lab` remembers each one and kills what is left on exit. Waits
+are :func:`harness.poll.poll`: a host or client that exits, or does not answer in time,
+fails them with :class:`harness.poll.PollTimeout` and its log tail.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from tests.harness.crossbar import CrossbarRouter
-from tests.harness.ports import free_port, port_open
-from tests.harness.procs import REPO_ROOT, Proc, harness_env, parse_json_lines
+from harness.crossbar import CrossbarRouter
+from harness.poll import poll
+from harness.ports import free_port, port_open
+from harness.procs import REPO_ROOT, Proc, harness_env, parse_json_lines
 from tests.integration.wampd_proc import write_config
 
 REALM = "realm1"
@@ -36,34 +38,8 @@ NAMES = {
 }
 
 
-T = TypeVar("T")
-
-
 class BenchError(RuntimeError):
     """A bench process misbehaved; the message says which and shows its log."""
-
-
-def poll(
-    check: Callable[[], T | None],
-    *,
-    proc: Any,
-    timeout: float,
-    interval: float,
-    why: Callable[[], str],
-    describe: Callable[[], str],
-) -> T:
-    """Call ``check`` every ``interval`` s until it returns a value; a ``BenchError`` with
-    ``describe()`` if ``proc`` exits first, or with ``why()`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if not proc.running:
-            raise BenchError(f"{proc.name} exited\n{describe()}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"{why()}\n{describe()}")
-        time.sleep(interval)
 
 
 @dataclass(frozen=True)
@@ -262,17 +238,16 @@ class Host:
             joined = self.first_per_session("joined", after)
             return max(joined.values()) if len(joined) >= self.sessions else None
 
-        def why() -> str:
+        def describe() -> str:
             joined = len(self.first_per_session("joined", after))
-            return f"{self.name}: {joined}/{self.sessions} sessions joined within {timeout:.0f} s"
+            return f"{self.name}: {joined}/{self.sessions} sessions joined\n{self.describe()}"
 
         return poll(
             all_joined,
-            proc=self.proc,
-            timeout=timeout,
+            timeout,
+            describe=describe,
+            stop=lambda: not self.proc.running,
             interval=POLL * 5,
-            why=why,
-            describe=self.describe,
         )
 
     def describe(self) -> str:
@@ -328,11 +303,10 @@ class ClientProc:
 
         return poll(
             enough,
-            proc=self.proc,
-            timeout=timeout,
+            timeout,
+            describe=lambda: f"{self.mode} client: no {count} x {op!r}\n{self.proc.describe(30)}",
+            stop=lambda: not self.proc.running,
             interval=POLL,
-            why=lambda: f"{self.mode} client: no {count} x {op!r} within {timeout:.0f} s",
-            describe=lambda: self.proc.describe(30),
         )
 
     def run(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:

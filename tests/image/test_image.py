@@ -27,7 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -38,10 +37,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness.crossbar import CrossbarRouter
-from tests.harness.ports import HOST, port_open, wait_port_closed
-from tests.harness.procs import REPO_ROOT, Proc, wait_pids_gone
-from tests.harness.wamp_call import call, call_result
+from harness.crossbar import CrossbarRouter
+from harness.poll import poll
+from harness.ports import HOST, port_open, wait_port_closed
+from harness.procs import REPO_ROOT, Proc, wait_pids_gone
+from harness.wamp_call import call, call_result
 from tests.integration.wampd_proc import FAST, REALM, write_config
 from wampd._version import __version__
 
@@ -173,14 +173,13 @@ def _is_wampd_run(pid: int) -> bool:
 
 def _wampd_pid(proc: Proc, timeout: float = 30.0) -> int:
     """The host PID of the wampd process under ``proc`` (a buildah or unshare wrapper)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for pid in proc.descendants():
-            if _is_wampd_run(pid):
-                return pid
-        if not proc.running or time.monotonic() >= deadline:
-            pytest.fail(f"no wampd process under {proc!r}\n{proc.describe()}", pytrace=False)
-        time.sleep(0.1)
+    return poll(
+        lambda: next((pid for pid in proc.descendants() if _is_wampd_run(pid)), None),
+        timeout,
+        describe=lambda: f"no wampd process under {proc!r}\n{proc.describe()}",
+        stop=lambda: not proc.running,
+        interval=0.1,
+    )
 
 
 def _pids_mentioning(marker: str) -> list[int]:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness.crossbar import CrossbarRouter, crossbar_bin
-from tests.harness.fake_router import FakeRouter
-from tests.harness.silent_server import SilentServer
+from harness.crossbar import CrossbarRouter, crossbar_bin
+from harness.fake_router import FakeRouter
+from harness.silent_server import SilentServer
 
 from .wampd_proc import FAST, HELLO, REALM, Launch, WampdProcess, write_config
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.crossbar import crossbar_bin
-from tests.harness.procs import REPO_ROOT, harness_env, parse_json_lines
+from harness.crossbar import crossbar_bin
+from harness.procs import REPO_ROOT, harness_env, parse_json_lines
 
 KEYS = {"name", "unit", "wampd", "baseline", "baseline_name", "ratio", "better"}
 

@@ -1,7 +1,7 @@
 """``wampd run`` against a real Crossbar router: every outage the daemon must survive.
 
 Each test runs the daemon as a subprocess and asserts on its exit status and its JSON log
-events; a plain WAMP client (tests.harness.wamp_call) checks what users would check.
+events; a plain WAMP client (harness.wamp_call) checks what users would check.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.harness.connect_proxy import ConnectProxy
-from tests.harness.crossbar import (
+from harness.connect_proxy import ConnectProxy
+from harness.crossbar import (
     AGENT_AUTHID,
     AGENT_TICKET,
     CRA_AUTHID,
     CRA_SECRET,
     CrossbarRouter,
 )
-from tests.harness.fake_router import FakeRouter
-from tests.harness.ports import free_port
-from tests.harness.silent_server import SilentServer
-from tests.harness.wamp_call import call, call_result, call_until_ok, error_uri
+from harness.fake_router import FakeRouter
+from harness.ports import free_port
+from harness.silent_server import SilentServer
+from harness.wamp_call import call, call_result, call_until_ok, error_uri
 
 from .wampd_proc import HELLO, REALM, Launch
 

@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
-from tests.harness.crossbar import CrossbarRouter
-from tests.harness.fake_router import FakeRouter
-from tests.harness.fault_proxy import FaultProxy
-from tests.harness.ports import free_port
-from tests.harness.procs import REPO_ROOT, harness_env
-from tests.harness.silent_server import SilentServer
-from tests.harness.wamp_call import call, call_result, call_until_ok
+from harness.crossbar import CrossbarRouter
+from harness.fake_router import FakeRouter
+from harness.fault_proxy import FaultProxy
+from harness.ports import free_port
+from harness.procs import REPO_ROOT, harness_env
+from harness.silent_server import SilentServer
+from harness.wamp_call import call, call_result, call_until_ok
 
 from .figures import record_figures
 from .wampd_proc import REALM, Launch, WampdProcess, write_config

@@ -1,4 +1,4 @@
-"""Smoke tests for the integration harness itself (tests/harness).
+"""Smoke tests for the integration harness itself (the top-level ``harness`` package).
 
 They prove that the tools later tests rely on do what they claim: a Crossbar router that is
 WAMP-ready when start() returns, kill()/restart()/pause()/resume() that really crash, revive
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter, crossbar_bin
-from tests.harness.fake_router import FakeRouter
-from tests.harness.ports import free_port, port_open, wait_for_port, wait_port_closed
-from tests.harness.procs import Proc, descendants, pid_alive
-from tests.harness.silent_server import SilentServer
-from tests.harness.wamp_call import (
+from harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter, crossbar_bin
+from harness.fake_router import FakeRouter
+from harness.ports import free_port, port_open, wait_for_port, wait_port_closed
+from harness.procs import Proc, descendants, pid_alive
+from harness.silent_server import SilentServer
+from harness.wamp_call import (
     CONNECT_FAILED,
     NO_SUCH_PROCEDURE,
     TIMEOUT_ERROR,
@@ -31,7 +31,7 @@ from tests.harness.wamp_call import (
     call_until_ok,
     error_uri,
 )
-from tests.harness.wsprobe import RawWebSocket, wamp_hello, websocket_upgrade
+from harness.wsprobe import RawWebSocket, wamp_hello, websocket_upgrade
 
 REALM = "realm1"
 NOBODY = "com.example.nobody_registered_this"

@@ -6,10 +6,10 @@ import os
 import threading
 from pathlib import Path
 
-from tests.harness.crossbar import CrossbarRouter
-from tests.harness.fault_proxy import FaultProxy
-from tests.harness.http_load import run_load
-from tests.harness.ports import free_port
+from harness.crossbar import CrossbarRouter
+from harness.fault_proxy import FaultProxy
+from harness.http_load import run_load
+from harness.ports import free_port
 
 from .figures import record_figures
 from .wampd_proc import Launch

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
-from tests.harness.fault_proxy import FaultProxy
-from tests.harness.ports import free_port
-from tests.harness.procs import REPO_ROOT, Proc, harness_env
-from tests.harness.wamp_call import call
+from harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
+from harness.fault_proxy import FaultProxy
+from harness.ports import free_port
+from harness.procs import REPO_ROOT, Proc, harness_env
+from harness.wamp_call import call
 from tests.integration.wampd_proc import REALM, Host, write_config
 
 pytestmark = pytest.mark.integration

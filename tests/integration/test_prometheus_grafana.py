@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.crossbar import CrossbarRouter
-from tests.harness.ports import free_port, wait_for_port
-from tests.harness.procs import Proc
+from harness.crossbar import CrossbarRouter
+from harness.poll import poll
+from harness.ports import free_port, wait_for_port
+from harness.procs import Proc
 from tests.unit.test_prometheus_rules import (
     RULES,
     load_dashboard,
@@ -102,11 +103,7 @@ def fill_in(expr: str) -> str:
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, describe: Proc) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}\n{describe.describe(40)}")
-        time.sleep(0.1)
+    poll(check, timeout, describe=lambda: f"{what}\n{describe.describe(40)}", interval=0.1)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
-from tests.harness.ports import free_port
-from tests.harness.procs import REPO_ROOT, harness_env
+from harness.crossbar import AGENT_AUTHID, AGENT_TICKET, CrossbarRouter
+from harness.ports import free_port
+from harness.procs import REPO_ROOT, harness_env
 
 from .wampd_proc import Launch
 

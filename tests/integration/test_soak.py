@@ -14,10 +14,11 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from tests.harness.crossbar import CrossbarRouter
-from tests.harness.fault_proxy import FaultProxy
-from tests.harness.ports import free_port
-from tests.harness.wamp_call import call_until_ok
+from harness.crossbar import CrossbarRouter
+from harness.fault_proxy import FaultProxy
+from harness.poll import poll
+from harness.ports import free_port
+from harness.wamp_call import call_until_ok
 
 from .figures import record_figures
 from .wampd_proc import HELLO, REALM, Launch, WampdProcess
@@ -47,15 +48,19 @@ def probe(port: int, path: str) -> int:
 
 def settle(daemon: WampdProcess, port: int, timeout: float = 60) -> None:
     """Wait until every component is joined and its outage is over (stable)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def settled() -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             report = json.loads(r.read())
         components = report["components"].values()
-        if all(c["state"] == "joined" and c["consecutive_failures"] == 0 for c in components):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"wampd did not settle within {timeout} s\n{daemon.describe()}")
+        return all(c["state"] == "joined" and c["consecutive_failures"] == 0 for c in components)
+
+    poll(
+        settled,
+        timeout,
+        describe=lambda: f"wampd did not settle\n{daemon.describe()}",
+        interval=0.2,
+    )
 
 
 def test_flapping_soak(crossbar: CrossbarRouter, launch: Launch, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """wampd always stops: with the reader of its stdout gone, with stdout closed from the
 start, and at once on a second signal while it is stuck leaving a frozen router.
 
-The router is wampd's own test router (``tests.harness.fake_router``): it records the
+The router is wampd's own test router (``harness.fake_router``): it records the
 GOODBYE a client sends, which is what these tests must see.
 """
 
@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from tests.harness.fake_router import FakeRouter
-from tests.harness.ports import free_port
-from tests.harness.procs import REPO_ROOT, harness_env
+from harness.fake_router import FakeRouter
+from harness.poll import poll
+from harness.ports import free_port
+from harness.procs import REPO_ROOT, harness_env
 
 from .wampd_proc import FAST, HELLO, REALM, Launch, write_config
 
@@ -74,21 +75,23 @@ def _wampd(config: Path, *, stderr: Path, **popen: Any) -> Iterator[subprocess.P
 
 def _read_until(fd: int, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> None:
     """Read JSON lines from ``fd`` until one satisfies ``predicate``."""
-    deadline = time.monotonic() + timeout
     buffer = b""
-    while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            pytest.fail(f"wampd closed its stdout; read so far:\n{buffer.decode()}")
-        buffer += chunk
-        *lines, rest = buffer.split(b"\n")
-        if any(predicate(json.loads(line)) for line in lines if line.strip()):
-            return
-        buffer = rest
-    pytest.fail(f"no such line within {timeout} s; read so far:\n{buffer.decode()}")
+
+    def seen() -> bool:
+        """Read what is there now; True once a complete line satisfies ``predicate``."""
+        nonlocal buffer
+        while select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                pytest.fail(f"wampd closed its stdout; read so far:\n{buffer.decode()}")
+            buffer += chunk
+            *lines, rest = buffer.split(b"\n")
+            if any(predicate(json.loads(line)) for line in lines if line.strip()):
+                return True
+            buffer = rest
+        return False
+
+    poll(seen, timeout, describe=lambda: f"no such line; read so far:\n{buffer.decode()}")
 
 
 def _ends_within(proc: subprocess.Popen[bytes], seconds: float, stderr: Path) -> float:
@@ -143,11 +146,19 @@ def test_wampd_with_stdout_closed_joins_and_stops_cleanly(
     closed = ["sh", "-c", 'exec "$@" >&-', "sh"]
     with _wampd(config, stderr=stderr, wrap=closed) as proc:
         router.wait_for("welcome", timeout=30)
-        deadline = time.monotonic() + 30
-        while _get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
-            assert proc.poll() is None, stderr.read_text()
-            assert time.monotonic() < deadline, "never ready"
-            time.sleep(0.1)
+
+        def describe() -> str:
+            status = proc.poll()
+            said = stderr.read_text()
+            return f"never ready\n{said}" if status is None else f"exited ({status})\n{said}"
+
+        poll(
+            lambda: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200,
+            30,
+            describe=describe,
+            stop=lambda: proc.poll() is not None,
+            interval=0.1,
+        )
         metrics = _get(f"http://127.0.0.1:{port}/metrics")[1].decode()
         dropped = [
             float(line.split()[1])

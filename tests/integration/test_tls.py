@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness.crossbar import CrossbarRouter
-from tests.harness.ports import free_port
-from tests.harness.tls import Pki, make_pki
+from harness.crossbar import CrossbarRouter
+from harness.ports import free_port
+from harness.tls import Pki, make_pki
 
 from .wampd_proc import Host, Launch
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.harness.procs import REPO_ROOT, Proc, harness_env, python_module
-from tests.harness.tomlgen import toml_string, toml_value
+from harness.poll import poll
+from harness.procs import REPO_ROOT, Proc, harness_env, python_module
+from harness.tomlgen import toml_string, toml_value
 
 POLL = 0.05
 REALM = "realm1"
@@ -74,22 +72,24 @@ class WampdProcess:
         self, name: str, count: int = 1, timeout: float = 30.0, **match: Any
     ) -> list[dict[str, Any]]:
         """Wait until ``count`` events called ``name`` (with ``match`` fields) were logged."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def enough() -> tuple[list[dict[str, Any]]] | None:
             found = self.events(name, **match)
-            if len(found) >= count:
-                return found
+            return (found,) if len(found) >= count else None
+
+        def describe() -> str:
+            saw = len(self.events(name, **match))
             if not self.proc.running:
-                raise AssertionError(
+                return (
                     f"wampd exited ({self.proc.returncode}) before {count} x {name} {match}; "
-                    f"saw {len(found)}\n{self.describe()}"
+                    f"saw {saw}\n{self.describe()}"
                 )
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no {count} x {name} {match} within {timeout} s; saw {len(found)}\n"
-                    f"{self.describe()}"
-                )
-            time.sleep(POLL)
+            return f"no {count} x {name} {match}; saw {saw}\n{self.describe()}"
+
+        (found,) = poll(
+            enough, timeout, describe=describe, stop=lambda: not self.proc.running, interval=POLL
+        )
+        return found
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM, then the exit status."""
@@ -140,15 +140,17 @@ class Host:
 
     def wait_event(self, name: str, count: int = 1, timeout: float = 15) -> dict[str, Any]:
         """Wait until ``count`` events called ``name`` were printed; return the last."""
-        deadline = time.monotonic() + timeout
-        while True:
-            exited = not self.proc.running
+
+        def nth() -> dict[str, Any] | None:
             found = self.events(name)
-            if len(found) >= count:
-                return found[count - 1]
-            if exited or time.monotonic() > deadline:
-                pytest.fail(f"{count} x {name} not seen within {timeout} s\n{self.describe()}")
-            time.sleep(0.05)
+            return found[count - 1] if len(found) >= count else None
+
+        return poll(
+            nth,
+            timeout,
+            describe=lambda: f"{count} x {name} not seen\n{self.describe()}",
+            stop=lambda: not self.proc.running,
+        )
 
     def end(self, timeout: float = 15) -> tuple[int, dict[str, Any]]:
         """Wait for the exit: the status and the ``returned``/``raised`` line."""

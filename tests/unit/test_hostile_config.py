@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.harness.tomlgen import toml_string, toml_value
+from harness.tomlgen import toml_string, toml_value
 from wampd import config
 from wampd.cli import run_cli
 

@@ -26,7 +26,7 @@ by the client), ``client_abort`` (reason), ``message`` (anything else: type, msg
 
 Run it::
 
-    python -m tests.harness.fake_router --port P --events FILE \\
+    python -m harness.fake_router --port P --events FILE \\
         [--drop-after SECONDS] [--drop-count N] [--abort-reason URI] [--max-lifetime S]
 
 ``--drop-after S``: abort the TCP connection S seconds after sending WELCOME, for the first
@@ -50,8 +50,9 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.wamp import serializer
 from autobahn.websocket.types import ConnectionDeny
 
-from tests.harness.ports import HOST, free_port
-from tests.harness.procs import POLL_INTERVAL, Proc, harness_env, parse_json_lines, python_module
+from harness.poll import poll
+from harness.ports import HOST, free_port
+from harness.procs import Proc, harness_env, parse_json_lines, python_module
 
 # WAMP message type codes.
 HELLO, WELCOME, ABORT, GOODBYE, ERROR = 1, 2, 3, 6, 8
@@ -295,7 +296,7 @@ def _at(msg: Any, index: int) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.fake_router")
+    parser = argparse.ArgumentParser(prog="python -m harness.fake_router")
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0: any)")
     parser.add_argument("--events", type=Path, required=True, help="JSON-lines events file")
     parser.add_argument("--drop-after", type=float, default=None, metavar="SECONDS")
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class FakeRouter:
-    """Runs ``python -m tests.harness.fake_router`` as a subprocess on 127.0.0.1:``port``.
+    """Runs ``python -m harness.fake_router`` as a subprocess on 127.0.0.1:``port``.
 
     Files in ``workdir``: ``fake-router-events.jsonl`` (events, appended across restarts)
     and ``fake-router.log`` (stdout/stderr).
@@ -381,7 +382,7 @@ class FakeRouter:
         if self.misbehave is not None:
             args += ["--misbehave", self.misbehave]
         args += ["--max-lifetime", str(self.max_lifetime)]
-        return python_module("tests.harness.fake_router", *args)
+        return python_module("harness.fake_router", *args)
 
     @property
     def pid(self) -> int:
@@ -442,22 +443,26 @@ class FakeRouter:
         """Poll until at least ``count`` events named ``event`` (whose fields equal the
         keyword arguments ``match``) were recorded; return them all.
 
-        Raises TimeoutError with the events so far and the router's log tail.
+        Raises PollTimeout with the events so far and the router's log tail.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [e for e in self.events(event) if all(e.get(k) == v for k, v in match.items())]
-            if len(found) >= count:
-                return found
-            if time.monotonic() >= deadline:
-                summary = "\n".join(json.dumps(e) for e in self.events()[-30:])
-                tail = self._proc.log_tail(30) if self._proc else ""
-                raise TimeoutError(
-                    f"fake router: wanted {count} {event!r} event(s) matching {match}, got "
-                    f"{len(found)} within {timeout:.1f}s\n--- events ---\n{summary}\n"
-                    f"--- log ---\n{tail}"
-                )
-            time.sleep(POLL_INTERVAL)
+
+        def found() -> list[dict[str, Any]]:
+            return [e for e in self.events(event) if all(e.get(k) == v for k, v in match.items())]
+
+        def describe() -> str:
+            summary = "\n".join(json.dumps(e) for e in self.events()[-30:])
+            tail = self._proc.log_tail(30) if self._proc else ""
+            return (
+                f"fake router: wanted {count} {event!r} event(s) matching {match}, got "
+                f"{len(found())}\n--- events ---\n{summary}\n--- log ---\n{tail}"
+            )
+
+        def enough() -> tuple[list[dict[str, Any]]] | None:
+            matching = found()  # in a tuple: with count=0, an empty list is enough too
+            return (matching,) if len(matching) >= count else None
+
+        (matching,) = poll(enough, timeout, describe=describe)
+        return matching
 
     def log_tail(self, n: int = 50) -> str:
         """The last ``n`` lines of the router's stdout/stderr log."""

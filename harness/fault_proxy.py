@@ -9,7 +9,7 @@ It sits between wampd and the router (both on 127.0.0.1) and does, per mode:
 ``refuse``          close the listener (connection refused); open connections stay.
 ``reset_after S``   forward, but reset each connection S seconds after it was accepted.
 
-Run as ``python -m tests.harness.fault_proxy --listen P --target T --control C``; it
+Run as ``python -m harness.fault_proxy --listen P --target T --control C``; it
 prints ``READY <listen> <control>``. The control port takes one command per line
 (``mode blackhole``, ``mode delay 500``, ``stats``) and answers one line (``ok ...`` or
 ``error ...``). :class:`FaultProxy` wraps the process for tests.
@@ -24,12 +24,31 @@ import socket
 import struct
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
-from tests.harness.ports import free_port, wait_for_port
-from tests.harness.procs import Proc, python_module
+from harness.ports import free_port, wait_for_port
+from harness.procs import Proc, python_module
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IAddress, IConnector
+    from twisted.python.failure import Failure
 
 HOST = "127.0.0.1"
+
+
+class _TCPTransport(Protocol):
+    """What the proxy uses of a Twisted TCP transport (Twisted types transports with zope
+    interfaces, which mypy cannot check without a plugin)."""
+
+    connected: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def getHandle(self) -> socket.socket: ...
 
 
 def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover - subprocess
@@ -47,7 +66,10 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
         accepted = 0
         listener: Any = None
 
-    def rst(transport: Any) -> None:
+    def tcp(proto: protocol.Protocol) -> _TCPTransport:
+        return cast(_TCPTransport, proto.transport)
+
+    def rst(transport: _TCPTransport) -> None:
         # SO_LINGER 0: closing sends RST, not FIN.
         with contextlib.suppress(Exception):
             transport.getHandle().setsockopt(
@@ -63,11 +85,21 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
             self.client.upstream_ready(self)
 
         def dataReceived(self, data: bytes) -> None:
-            self.client.forward(self.client.transport, data)
+            self.client.forward(tcp(self.client), data)
 
-        def connectionLost(self, reason: Any) -> None:
+        def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
             if self.client.transport is not None and State.mode != "blackhole":
-                self.client.transport.loseConnection()
+                tcp(self.client).loseConnection()
+
+    class UpstreamFactory(protocol.ClientFactory):
+        def __init__(self, client: Client) -> None:
+            self.client = client
+
+        def buildProtocol(self, addr: IAddress | None) -> Upstream:
+            return Upstream(self.client)
+
+        def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+            tcp(self.client).loseConnection()
 
     class Client(protocol.Protocol):
         upstream: Upstream | None = None
@@ -79,28 +111,25 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
             self.pending = []
             State.pairs.append(self)
             if State.mode == "reset":
-                rst(self.transport)
+                rst(tcp(self))
                 return
             if State.mode == "reset_after":
                 self.timer = r.callLater(State.reset_after, self.reset)
-            factory = protocol.ClientFactory()
-            factory.protocol = lambda: Upstream(self)
-            factory.clientConnectionFailed = lambda c, reason: self.transport.loseConnection()
-            r.connectTCP(HOST, target, factory)
+            r.connectTCP(HOST, target, UpstreamFactory(self))
 
         def upstream_ready(self, upstream: Upstream) -> None:
             self.upstream = upstream
             for data in self.pending:
-                self.forward(upstream.transport, data)
+                self.forward(tcp(upstream), data)
             self.pending = []
 
         def dataReceived(self, data: bytes) -> None:
             if self.upstream is None:
                 self.pending.append(data)
             else:
-                self.forward(self.upstream.transport, data)
+                self.forward(tcp(self.upstream), data)
 
-        def forward(self, to: Any, data: bytes) -> None:
+        def forward(self, to: _TCPTransport, data: bytes) -> None:
             if State.mode == "blackhole":
                 return
             if State.mode == "delay" and State.delay > 0:
@@ -110,16 +139,16 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
 
         def reset(self) -> None:
             if self.upstream is not None:
-                rst(self.upstream.transport)
-            rst(self.transport)
+                rst(tcp(self.upstream))
+            rst(tcp(self))
 
-        def connectionLost(self, reason: Any) -> None:
+        def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
             if self in State.pairs:
                 State.pairs.remove(self)
             if self.timer is not None and self.timer.active():
                 self.timer.cancel()
             if self.upstream is not None and State.mode != "blackhole":
-                self.upstream.transport.loseConnection()
+                tcp(self.upstream).loseConnection()
 
     client_factory = protocol.Factory.forProtocol(Client)
 
@@ -133,9 +162,10 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
         def lineReceived(self, line: bytes) -> None:
             words = line.decode().split()
             try:
-                self.sendLine(("ok " + command(words)).encode())
+                answer = "ok " + command(words)
             except Exception as e:
-                self.sendLine(f"error {e}".encode())
+                answer = f"error {e}"
+            self.sendLine(answer.encode())  # type: ignore[no-untyped-call]
 
     def command(words: list[str]) -> str:
         if words[:1] == ["stats"]:
@@ -185,7 +215,7 @@ class FaultProxy:
         self.control = free_port()
         self.proc = Proc(
             python_module(
-                "tests.harness.fault_proxy",
+                "harness.fault_proxy",
                 "--listen",
                 str(self.port),
                 "--target",

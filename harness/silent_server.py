@@ -11,10 +11,10 @@ import contextlib
 import selectors
 import socket
 import threading
-import time
 from typing import Self
 
-from tests.harness.ports import HOST
+from harness.poll import poll
+from harness.ports import HOST
 
 _POLL = 0.05
 
@@ -79,15 +79,15 @@ class SilentServer:
                     self._accepted += 1
 
     def wait_for_accepted(self, count: int = 1, timeout: float = 5.0) -> None:
-        """Poll until at least ``count`` connections were accepted (TimeoutError otherwise)."""
-        deadline = time.monotonic() + timeout
-        while self.accepted < count:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"silent server on port {self.port}: {self.accepted} of {count} "
-                    f"connection(s) accepted within {timeout:.1f}s"
-                )
-            time.sleep(_POLL)
+        """Poll until at least ``count`` connections were accepted (PollTimeout otherwise)."""
+        poll(
+            lambda: self.accepted >= count,
+            timeout,
+            describe=lambda: (
+                f"silent server on port {self.port}: {self.accepted} of {count} "
+                "connection(s) accepted"
+            ),
+        )
 
     def close(self) -> None:
         """Stop accepting and close every connection and the listener. Idempotent."""

@@ -3,9 +3,9 @@
 Run as a script, it joins a realm (anonymously, or with ticket auth), calls one procedure or
 publishes one event with acknowledge, leaves with GOODBYE, and exits::
 
-    python -m tests.harness.wamp_call --url ws://127.0.0.1:PORT/ws --realm realm1 \\
+    python -m harness.wamp_call --url ws://127.0.0.1:PORT/ws --realm realm1 \\
         --procedure com.example.add --args '[1, 2]' [--kwargs '{}'] [--timeout 10]
-    python -m tests.harness.wamp_call --url ... --realm realm1 --publish com.example.topic \\
+    python -m harness.wamp_call --url ... --realm realm1 --publish com.example.topic \\
         --args '["hello"]'
     ... [--authid agent --ticket secret]
 
@@ -49,7 +49,8 @@ from autobahn.websocket.util import parse_url
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from tests.harness.procs import harness_env, python_module
+from harness.poll import poll
+from harness.procs import harness_env, python_module
 
 TIMEOUT_ERROR = "harness.timeout"
 CONNECT_FAILED = "harness.connect_failed"
@@ -222,7 +223,7 @@ def run(opts: argparse.Namespace) -> Job:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.wamp_call")
+    parser = argparse.ArgumentParser(prog="python -m harness.wamp_call")
     parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/PATH")
     parser.add_argument("--realm", required=True)
     what = parser.add_mutually_exclusive_group(required=True)
@@ -291,7 +292,7 @@ def call(
     if ticket is not None:
         argv += ["--ticket", ticket]
     return subprocess.run(
-        python_module("tests.harness.wamp_call", *argv),
+        python_module("harness.wamp_call", *argv),
         env=harness_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -345,24 +346,34 @@ def call_until_ok(
 ) -> tuple[Any, int]:
     """Call repeatedly until one call succeeds; return ``(result, attempts)``.
 
-    Raises TimeoutError with the last error once ``deadline_seconds`` have passed.
+    Raises PollTimeout with the last error once ``deadline_seconds`` have passed.
     """
-    deadline = time.monotonic() + deadline_seconds
+    started = time.monotonic()
     attempts = 0
     last: tuple[str, str] | None = None
-    while True:
-        remaining = deadline - time.monotonic()
+
+    def attempt() -> subprocess.CompletedProcess[str] | None:
+        nonlocal attempts, last
+        # Each call gets at most the time that is left, so the whole stays within bounds.
+        remaining = deadline_seconds - (time.monotonic() - started)
         if remaining <= 0:
-            raise TimeoutError(
-                f"{procedure} on {url} did not succeed within {deadline_seconds:.1f}s "
-                f"({attempts} attempts; last error: {last})"
-            )
+            return None
         attempts += 1
         completed = call(url, realm, procedure, args, timeout=min(per_call_timeout, remaining))
         if completed.returncode == 0:
-            return call_result(completed), attempts
+            return completed
         last = call_error(completed)
-        time.sleep(interval)
+        return None
+
+    completed = poll(
+        attempt,
+        deadline_seconds,
+        describe=lambda: (
+            f"{procedure} on {url} did not succeed ({attempts} attempts; last error: {last})"
+        ),
+        interval=interval,
+    )
+    return call_result(completed), attempts
 
 
 if __name__ == "__main__":

@@ -21,16 +21,16 @@ import signal as _signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-REPO_ROOT: Path = Path(__file__).resolve().parents[2]
-"""The repository root (the directory holding ``tests/`` and ``wampd/``)."""
+from harness.poll import PollTimeout, poll
 
-POLL_INTERVAL: float = 0.05
-"""Seconds between polls in the waiting loops of this package."""
+REPO_ROOT: Path = Path(__file__).resolve().parents[1]
+"""The repository root (the directory holding ``harness/``, ``tests/`` and ``wampd/``)."""
+
+T = TypeVar("T")
 
 _LIVE: set[Proc] = set()
 _LIVE_LOCK = threading.Lock()
@@ -40,9 +40,17 @@ class ProcError(RuntimeError):
     """A harness process misbehaved (timed out, exited early, ...); the message has its log."""
 
 
+class ProcTimeout(PollTimeout, ProcError):
+    """A wait on a `Proc` gave up: it timed out, or the process exited first.
+
+    Both a :class:`~harness.poll.PollTimeout` (a test failure) and a :class:`ProcError`.
+    """
+
+
 def harness_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return ``os.environ`` plus the repo root on ``PYTHONPATH`` (so ``-m tests.harness.x``
-    works from any working directory), unbuffered Python output, and ``extra``."""
+    """Return ``os.environ`` plus the repo root on ``PYTHONPATH`` (so ``-m harness.x``,
+    ``-m bench`` and ``tests.*`` imports work from any working directory), unbuffered Python
+    output, and ``extra``."""
     env = dict(os.environ)
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + old if old else "")
@@ -169,12 +177,14 @@ def signal_pids(pids: Iterable[int], sig: int) -> None:
 def wait_pids_gone(pids: Iterable[int], timeout: float) -> list[int]:
     """Poll until none of ``pids`` is alive (zombies count as gone); return the survivors."""
     remaining = list(pids)
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = [p for p in remaining if pid_alive(p)]
-        if not remaining or time.monotonic() >= deadline:
-            return remaining
-        time.sleep(POLL_INTERVAL)
+
+    def all_gone() -> bool:
+        remaining[:] = [p for p in remaining if pid_alive(p)]
+        return not remaining
+
+    with contextlib.suppress(PollTimeout):
+        poll(all_gone, timeout)
+    return remaining
 
 
 class Proc:
@@ -323,17 +333,15 @@ class Proc:
     def wait(self, timeout: float) -> int:
         """Wait for the main process to exit; return its status.
 
-        Raises ProcError (with the log tail) if it is still running after ``timeout``
+        Raises ProcTimeout (with the log tail) if it is still running after ``timeout``
         seconds; the process is left running in that case.
         """
-        deadline = time.monotonic() + timeout
-        while not self._exited():
-            if time.monotonic() >= deadline:
-                raise ProcError(
-                    f"{self.name} (pid {self.pid}) still running after {timeout:.1f}s\n"
-                    f"{self.describe()}"
-                )
-            time.sleep(POLL_INTERVAL)
+        poll(
+            self._exited,
+            timeout,
+            describe=lambda: f"{self.name} (pid {self.pid}) still running\n{self.describe()}",
+            error=ProcTimeout,
+        )
         rc = self.returncode
         assert rc is not None
         return rc
@@ -365,9 +373,8 @@ class Proc:
             # A stopped (SIGSTOP) process would never act on SIGTERM.
             self._killpg(_signal.SIGCONT)
             self.signal(sig)
-            deadline = time.monotonic() + timeout
-            while not self._exited() and time.monotonic() < deadline:
-                time.sleep(POLL_INTERVAL)
+            with contextlib.suppress(PollTimeout):
+                poll(self._exited, timeout)
         return self.kill()
 
     def kill(self) -> int | None:
@@ -418,40 +425,36 @@ class Proc:
     ) -> dict[str, Any]:
         """Poll the stdout file until a JSON line satisfies ``predicate``; return it.
 
-        Raises ProcError with the log tail on timeout, or as soon as the process has exited
-        without producing such a line.
+        Raises ProcTimeout with the log tail on timeout, or as soon as the process has
+        exited without producing such a line.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            exited = not self.running
-            for obj in self.json_lines():
-                if predicate(obj):
-                    return obj
-            if exited:
-                raise ProcError(f"{self.name} exited without the expected line\n{self.describe()}")
-            if time.monotonic() >= deadline:
-                raise ProcError(
-                    f"no matching JSON line from {self.name} within {timeout:.1f}s\n"
-                    f"{self.describe()}"
-                )
-            time.sleep(POLL_INTERVAL)
+
+        def matching() -> list[dict[str, Any]]:
+            return [obj for obj in self.json_lines() if predicate(obj)][:1]
+
+        return self._poll_output(matching, timeout, "JSON line")
 
     def wait_for_line(self, predicate: Callable[[str], bool], timeout: float) -> str:
         """Poll the stdout file until a line satisfies ``predicate``; return it (see
         :meth:`wait_for_json` for the error behaviour)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            exited = not self.running
-            for line in self.output().splitlines():
-                if predicate(line):
-                    return line
-            if exited:
-                raise ProcError(f"{self.name} exited without the expected line\n{self.describe()}")
-            if time.monotonic() >= deadline:
-                raise ProcError(
-                    f"no matching line from {self.name} within {timeout:.1f}s\n{self.describe()}"
-                )
-            time.sleep(POLL_INTERVAL)
+
+        def matching() -> list[str]:
+            return [line for line in self.output().splitlines() if predicate(line)][:1]
+
+        return self._poll_output(matching, timeout, "line")
+
+    def _poll_output(self, find: Callable[[], list[T]], timeout: float, what: str) -> T:
+        """The first of what ``find`` finds (a list: an empty line or ``{}`` counts too)."""
+
+        def describe() -> str:
+            if self.running:
+                return f"no matching {what} from {self.name}\n{self.describe()}"
+            return f"{self.name} exited without the expected {what}\n{self.describe()}"
+
+        found = poll(
+            find, timeout, describe=describe, stop=lambda: not self.running, error=ProcTimeout
+        )
+        return found[0]
 
     # -- context manager ------------------------------------------------------------------
 

@@ -6,11 +6,11 @@ Everything here talks to 127.0.0.1 only.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 
+from harness.poll import poll
+
 HOST = "127.0.0.1"
-_POLL = 0.05
 
 
 def free_port() -> int:
@@ -39,18 +39,23 @@ def wait_for_port(
 ) -> None:
     """Poll until a TCP connect to 127.0.0.1:``port`` succeeds.
 
-    ``alive``: stop early (RuntimeError) when it returns False, e.g. the server process
-    died. ``describe``: extra text (a log tail) appended to the error messages.
-    Raises TimeoutError after ``timeout`` seconds.
+    ``alive``: stop early when it returns False, e.g. the server process died.
+    ``describe``: extra text (a log tail) appended to the error messages.
+    Raises PollTimeout after ``timeout`` seconds, or once ``alive`` said False.
     """
-    deadline = time.monotonic() + timeout
-    while not port_open(port, timeout=min(0.5, timeout)):
+
+    def message() -> str:
         extra = f"\n{describe()}" if describe else ""
         if alive is not None and not alive():
-            raise RuntimeError(f"server for 127.0.0.1:{port} exited before listening{extra}")
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"127.0.0.1:{port} did not accept within {timeout:.1f}s{extra}")
-        time.sleep(_POLL)
+            return f"server for {HOST}:{port} exited before listening{extra}"
+        return f"{HOST}:{port} did not accept{extra}"
+
+    poll(
+        lambda: port_open(port, timeout=min(0.5, timeout)),
+        timeout,
+        describe=message,
+        stop=None if alive is None else lambda: not alive(),
+    )
 
 
 def wait_port_closed(
@@ -58,11 +63,11 @@ def wait_port_closed(
 ) -> None:
     """Poll until a TCP connect to 127.0.0.1:``port`` is refused (or fails).
 
-    Raises TimeoutError after ``timeout`` seconds.
+    Raises PollTimeout after ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while port_open(port, timeout=min(0.5, timeout)):
-        if time.monotonic() >= deadline:
-            extra = f"\n{describe()}" if describe else ""
-            raise TimeoutError(f"127.0.0.1:{port} still accepts after {timeout:.1f}s{extra}")
-        time.sleep(_POLL)
+
+    def message() -> str:
+        extra = f"\n{describe()}" if describe else ""
+        return f"{HOST}:{port} still accepts{extra}"
+
+    poll(lambda: not port_open(port, timeout=min(0.5, timeout)), timeout, describe=message)

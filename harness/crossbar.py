@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-from tests.harness.ports import HOST, free_port, port_open, wait_port_closed
-from tests.harness.procs import (
-    POLL_INTERVAL,
+from harness.poll import INTERVAL, poll
+from harness.ports import HOST, free_port, port_open, wait_port_closed
+from harness.procs import (
     REPO_ROOT,
     Proc,
     proc_state,
@@ -31,7 +31,7 @@ from tests.harness.procs import (
     signal_pids,
     wait_pids_gone,
 )
-from tests.harness.wsprobe import websocket_upgrade
+from harness.wsprobe import websocket_upgrade
 
 CROSSBAR_VERSION = "26.10.1"
 SHUTDOWN_AFTER = 600
@@ -232,7 +232,7 @@ class CrossbarRouter:
     def start(self, timeout: float = 30) -> Self:
         """Start the node and wait until it is WAMP-ready; return self.
 
-        Raises RuntimeError (with the log tail) if the node exits, or does not get ready
+        Raises PollTimeout (with the log tail) if the node exits, or does not get ready
         within ``timeout`` seconds; the node is killed in that case.
         """
         if self.running:
@@ -265,32 +265,35 @@ class CrossbarRouter:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        assert self._proc is not None
+        proc = self._proc
+        assert proc is not None
         t0 = time.monotonic()
-        deadline = t0 + timeout
         last_error = "port not accepting yet"
-        while True:
-            if not self._proc.running:
-                raise RuntimeError(
-                    f"crossbar exited with status {self._proc.returncode} before it was ready "
+
+        def ready() -> bool:
+            nonlocal last_error
+            if not port_open(self.port, timeout=0.5):
+                return False
+            try:
+                status = websocket_upgrade(self.port, "ws", timeout=2.0)
+            except OSError as exc:  # includes TimeoutError / WebSocketClosed
+                last_error = f"WebSocket upgrade on /ws failed: {exc!r}"
+                return False
+            if status != 101:
+                last_error = f"WebSocket upgrade on /ws answered HTTP {status}"
+                return False
+            return True
+
+        def describe() -> str:
+            if not proc.running:
+                return (
+                    f"crossbar exited with status {proc.returncode} before it was ready "
                     f"(port {self.port})\n{self._describe()}"
                 )
-            if port_open(self.port, timeout=0.5):
-                try:
-                    status = websocket_upgrade(self.port, "ws", timeout=2.0)
-                except OSError as exc:  # includes TimeoutError / WebSocketClosed
-                    last_error = f"WebSocket upgrade on /ws failed: {exc!r}"
-                else:
-                    if status == 101:
-                        self.startup_seconds = time.monotonic() - t0
-                        return
-                    last_error = f"WebSocket upgrade on /ws answered HTTP {status}"
-            if time.monotonic() >= deadline:
-                raise RuntimeError(
-                    f"crossbar on port {self.port} not WAMP-ready within {timeout:.1f}s "
-                    f"({last_error})\n{self._describe()}"
-                )
-            time.sleep(POLL_INTERVAL)
+            return f"crossbar on port {self.port} not WAMP-ready ({last_error})\n{self._describe()}"
+
+        poll(ready, timeout, describe=describe, stop=lambda: not proc.running)
+        self.startup_seconds = time.monotonic() - t0
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the controller, wait up to ``timeout`` s, then SIGKILL the whole process
@@ -330,11 +333,12 @@ class CrossbarRouter:
         pids = [self._proc.pid, *self._proc.descendants()]
         signal_pids(pids, signal.SIGSTOP)
         self._paused = True
-        deadline = time.monotonic() + 5.0
-        while not all(proc_state(p) in ("T", "t", None) for p in pids):
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"crossbar processes {pids} did not stop\n{self._describe()}")
-            time.sleep(POLL_INTERVAL / 5)
+        poll(
+            lambda: all(proc_state(p) in ("T", "t", None) for p in pids),
+            5.0,
+            describe=lambda: f"crossbar processes {pids} did not stop\n{self._describe()}",
+            interval=INTERVAL / 5,
+        )
 
     def resume(self) -> None:
         """Undo pause(): SIGCONT the descendants, then the controller."""
