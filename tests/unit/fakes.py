@@ -6,7 +6,20 @@ have always used; the unit tests import them from here.
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
 from wampd.testing import EventRecorder as Recorder
 from wampd.testing import FakeAttempt, FakeConnector, FakeLink
 
-__all__ = ["FakeAttempt", "FakeConnector", "FakeLink", "Recorder"]
+__all__ = ["FakeAttempt", "FakeConnector", "FakeLink", "Recorder", "outcome"]
+
+
+def outcome(d: Deferred[None]) -> object:
+    """The result of an already-fired Deferred (a Failure's exception), or "pending"."""
+    results: list[object] = []
+    d.addBoth(results.append)
+    if not results:
+        return "pending"
+    result = results[0]
+    return result.value if isinstance(result, Failure) else result

@@ -143,43 +143,6 @@ realm = "r2"
     assert reprinted.split("\n", 1)[1] == printed.split("\n", 1)[1]  # but the file's name
 
 
-def test_every_problem_in_one_report_bad_entries_included(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Entries that cannot be imported are reported with the other problems, at once."""
-    path = write(
-        tmp_path,
-        """
-[router]
-url = "http://127.0.0.1/ws"
-[reconnect]
-max_retry = 3
-[[component]]
-name = "x"
-entry = "no_such_module_anywhere:X"
-[[component]]
-name = "y"
-entry = "tests.unit.sample_entries:Nope"
-[[component]]
-name = "z"
-entry = "tests.unit.sample_entries:Plain"
-""",
-    )
-    assert run_cli(["check-config", "--config", path], {}) == 2
-    problems = capsys.readouterr().err.strip().splitlines()
-    keys = [line.removeprefix("wampd: config error: ").split(":")[0] for line in problems]
-    assert keys == [
-        "router.url",
-        "router.realm",
-        "reconnect.max_retry",
-        "component[0].entry",
-        "component[1].entry",
-    ]
-    assert 'cannot import "no_such_module_anywhere"' in problems[3]
-    assert "(component 'x')" in problems[3]
-    assert 'has no attribute "Nope"' in problems[4]
-
-
 def test_config_from_environment_variable(tmp_path: Path) -> None:
     """WAMPD_CONFIG names the file when --config is not given."""
     path = write(tmp_path, GOOD)
@@ -190,7 +153,8 @@ def test_config_from_environment_variable(tmp_path: Path) -> None:
 def test_bad_config_exits_2_with_one_line_per_problem_and_no_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Every problem is one stderr line naming its key; exit status 2."""
+    """Every problem is one stderr line naming its key, all in one report -- entries that
+    cannot be imported among them; exit status 2."""
     path = write(
         tmp_path,
         """
@@ -202,6 +166,12 @@ initial_delay = "soon"
 [[component]]
 name = "x"
 entry = "no_such_module_anywhere:X"
+[[component]]
+name = "y"
+entry = "tests.unit.sample_entries:Nope"
+[[component]]
+name = "z"
+entry = "tests.unit.sample_entries:Plain"
 """,
     )
     status = run_cli(["run", "--config", path], {})
@@ -210,10 +180,18 @@ entry = "no_such_module_anywhere:X"
     assert "Traceback" not in err
     problems = err.strip().splitlines()
     keys = [line.removeprefix("wampd: config error: ").split(":")[0] for line in problems]
-    assert {"router.url", "router.realm", "reconnect.max_retry", "reconnect.initial_delay"} <= set(
-        keys
-    )
+    assert keys == [
+        "router.url",
+        "router.realm",
+        "reconnect.max_retry",
+        "reconnect.initial_delay",
+        "component[0].entry",
+        "component[1].entry",
+    ]
     assert 'did you mean "max_retries"' in err
+    assert 'cannot import "no_such_module_anywhere"' in problems[4]
+    assert "(component 'x')" in problems[4]
+    assert 'has no attribute "Nope"' in problems[5]
 
 
 def test_entry_that_cannot_be_imported_exits_2(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 from wampd.backoff import Backoff, Jitter
 from wampd.errors import FatalRouterError, RetriesExhausted
 from wampd.events import EventHub, State, names
 from wampd.supervisor import RetryPolicy, Supervisor
 
-from .fakes import FakeConnector, Recorder
+from .fakes import FakeConnector, Recorder, outcome
 
 FATAL = frozenset({"wamp.error.not_authorized", "wamp.error.no_such_realm"})
 
@@ -50,16 +48,6 @@ def make(
         leave_timeout=3.0,
     )
     return supervisor, connector, clock, recorder
-
-
-def outcome(d: Deferred[None]) -> object:
-    """The result of an already-fired Deferred (a Failure's exception), or a sentinel."""
-    results: list[object] = []
-    d.addBoth(results.append)
-    if not results:
-        return "pending"
-    result = results[0]
-    return result.value if isinstance(result, Failure) else result
 
 
 def test_start_then_join() -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import doctest
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 import wampd.testing
 from wampd import (
@@ -22,6 +20,8 @@ from wampd import (
 )
 from wampd.events import names
 from wampd.testing import EventRecorder, FakeConnector
+
+from .fakes import outcome
 
 URL = "ws://router.example:8080/ws"
 NOT_AUTHORIZED = "wamp.error.not_authorized"
@@ -45,16 +45,6 @@ def supervise(
         hub=hub,
     )
     return supervisor, connector, clock, recorder
-
-
-def outcome(d: Deferred[None]) -> object:
-    """What an already-fired Deferred holds (a Failure's exception), else "pending"."""
-    results: list[object] = []
-    d.addBoth(results.append)
-    if not results:
-        return "pending"
-    result = results[0]
-    return result.value if isinstance(result, Failure) else result
 
 
 def test_the_module_docstring_example_runs() -> None:
