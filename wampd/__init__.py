@@ -28,6 +28,9 @@ Config, load_config, ConfigError
     The daemon's validated TOML configuration, and the error listing every problem in it.
 WampdError
     The base class of wampd's errors.
+
+``wampd.testing`` has test doubles (a fake connector, an event recorder) for unit tests of
+code that embeds wampd.
 """
 
 from typing import TYPE_CHECKING, Any

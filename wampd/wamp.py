@@ -53,6 +53,7 @@ from twisted.python.failure import Failure
 from ._typing import DelayedCall
 from .events import names
 from .link import AttemptError, Link, Loss, Reporter
+from .outcome import Facts, outcome
 
 __all__ = [
     "PreciseTimer",
@@ -358,12 +359,8 @@ class _Attempt:
         self._session: Any = None
         self._session_id = 0
         self._realm = connector.settings.realm or ""
-        self._close: CloseDetails | None = None
-        #: The reason of a GOODBYE this side sent (the router's reply only echoes it).
-        self._sent_reason: str | None = None
-        self._left_by_component = False
-        self._component_error: str | None = None
-        self._keepalive = False
+        #: What happened to this attempt; :func:`~wampd.outcome.outcome` decides the end.
+        self.facts = Facts()
         self._guard: DelayedCall | None = None
         self._original_leave: Callable[..., Any] = lambda *args: None
 
@@ -444,7 +441,7 @@ class _Attempt:
         original_on_join = session.onJoin
 
         def leave(reason: str | None = None, message: str | None = None) -> Any:
-            self._left_by_component = True
+            self.facts.left_by_component = True
             return self._send_goodbye(reason or "wamp.close.normal", message)
 
         def on_join(details: Any) -> Any:
@@ -458,11 +455,12 @@ class _Attempt:
         authenticator = self._connector.authenticator()
         if authenticator is None:
             return
+        settings = self._connector.settings
 
         def join(realm: str, authmethods: list[str] | None = None, *args: Any, **kw: Any) -> Any:
             if authmethods is None and not args:
-                kw.setdefault("authid", authenticator._args.get("authid"))
-                kw.setdefault("authrole", authenticator._args.get("authrole"))
+                kw.setdefault("authid", settings.authid)
+                kw.setdefault("authrole", settings.authrole)
                 authmethods = [authenticator.name]
             return original_join(realm, authmethods, *args, **kw)
 
@@ -481,7 +479,8 @@ class _Attempt:
             self._joined.callback(self)
 
     def _on_leave(self, session: Any, details: CloseDetails) -> None:
-        self._close = details
+        self.facts.router_reason = details.reason
+        self.facts.router_message = details.message
         # A component whose onLeave does not disconnect would leave the connection
         # open with no session on it; close it so the supervisor sees the end.
         if self._protocol is not None and self._protocol.transport is not None:
@@ -490,23 +489,23 @@ class _Attempt:
     def _join_handler_failed(self, failure: Failure) -> None:
         self._report_component_error(failure, "the component's join handler raised")
         if self._session is not None and self._session.is_attached():
-            self._send_goodbye(COMPONENT_ERROR_REASON, self._component_error)
+            self._send_goodbye(COMPONENT_ERROR_REASON, self.facts.component_error)
 
     def _send_goodbye(self, reason: str, message: str | None = None) -> Any:
-        if self._sent_reason is None:
-            self._sent_reason = reason
+        if self.facts.sent_reason is None:
+            self.facts.sent_reason = reason
         return self._original_leave(reason, message)
 
     def _report_component_error(self, failure: Failure, what: str) -> None:
-        self._component_error = f"{what}: {_describe(failure)}"
+        self.facts.component_error = f"{what}: {_describe(failure)}"
         self._report(
             names.COMPONENT_ERROR,
-            error=self._component_error,
+            error=self.facts.component_error,
             traceback=failure.getTraceback(),
         )
 
     def keepalive_timed_out(self) -> None:
-        self._keepalive = True
+        self.facts.keepalive = True
         self._report(
             names.KEEPALIVE_TIMEOUT,
             error="no PONG from the router in time; dropping the connection",
@@ -516,43 +515,13 @@ class _Attempt:
         if self._guard is not None and self._guard.active():
             self._guard.cancel()
         self._session = None
-        if not self._joined.called:
-            self._joined.errback(
-                AttemptError(
-                    self._why_not_joined(protocol, reason),
-                    self._close.reason if self._close else None,
-                )
-            )
-            return
-        if self._lost.called:
-            return
-        close = self._close
-        self._lost.callback(
-            Loss(
-                reason=self._sent_reason
-                or (close.reason if close else None)
-                or CloseDetails.REASON_TRANSPORT_LOST,
-                message=self._component_error
-                or (close.message if close else None)
-                or _clean(protocol.wasNotCleanReason),
-                by_component=self._left_by_component,
-                component_error=self._component_error is not None,
-                keepalive=self._keepalive,
-            )
-        )
-
-    def _why_not_joined(self, protocol: Any, reason: Failure) -> str:
-        if self._component_error is not None:
-            return self._component_error
-        if self._close is not None:
-            text = f"router refused the session: {self._close.reason}"
-            return text + (f" ({self._close.message})" if self._close.message else "")
-        if self._keepalive:
-            return "no PONG from the router in time"
-        not_clean = _clean(protocol.wasNotCleanReason)
-        if not_clean:
-            return f"WebSocket: {not_clean}"
-        return f"connection closed before the session joined ({_describe(reason)})"
+        self.facts.not_clean = _clean(protocol.wasNotCleanReason)
+        self.facts.transport = _describe(reason)
+        ending = outcome(self.facts, joined=self._joined.called)
+        if isinstance(ending, AttemptError):
+            self._joined.errback(ending)
+        elif not self._lost.called:
+            self._lost.callback(ending)
 
 
 def _describe(failure: Failure) -> str:
