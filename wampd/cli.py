@@ -1,4 +1,4 @@
-"""The ``wampd`` command: ``run``, ``check-config``, ``probe`` and ``--version``.
+"""The ``wampd`` command: ``run``, ``check-config``, ``config-schema``, ``probe``, ``--version``.
 
 Exit statuses: 0 clean stop, 1 internal error, 2 bad configuration or usage, 69 retries
 exhausted, 78 fatal router rejection (see :mod:`wampd.errors`).
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .components import Entries
-from .config import Config, config_path, load_config, redacted, to_toml
+from .config import Config, config_path, json_schema, load_config, redacted, to_toml
 from .errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError
 from .wamp import SessionFactory
 
@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
                 default="toml",
                 help="how to print it (default: toml)",
             )
+    commands.add_parser(
+        "config-schema",
+        help="print the JSON Schema of the configuration file (for editors and CI checks)",
+        description="Print the JSON Schema of wampd.toml; the package ships it too, as "
+        "wampd/wampd.schema.json.",
+    )
     probe = commands.add_parser(
         "probe",
         help="GET a health endpoint: exit 0 when it answers 2xx, else 1 (for HEALTHCHECK)",
@@ -109,8 +115,14 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_usage(sys.stderr)
-        print("wampd: error: a command is required (run, check-config, probe)", file=sys.stderr)
+        print(
+            "wampd: error: a command is required (run, check-config, config-schema, probe)",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
+    if args.command == "config-schema":
+        print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
     if args.command == "probe":
         url = args.url or environ.get("WAMPD_PROBE_URL") or DEFAULT_PROBE_URL
         return _probe(url, args.timeout)
@@ -123,6 +135,13 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
             print(f"wampd: config warning: {_one_line(warning)}", file=sys.stderr)
         print(_effective(config, args.format), end="")
         return EXIT_OK
+    return _run_reporting_bugs(config, factories, environ)
+
+
+def _run_reporting_bugs(
+    config: Config, factories: Mapping[str, Any], environ: Mapping[str, str]
+) -> int:
+    """:func:`_run`; an exception out of it is a bug in wampd: status 1, with its traceback."""
     try:
         return _run(config, factories, environ)
     except Exception:

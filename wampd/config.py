@@ -35,12 +35,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import tomli_w
 
 from wampd.errors import ConfigError
+
+from .spec import keys, schema, setting, settings
 
 __all__ = [
     "DEFAULT_FATAL_ERRORS",
@@ -58,6 +60,7 @@ __all__ = [
     "TLSConfig",
     "config_path",
     "document",
+    "json_schema",
     "load_config",
     "parse_config",
     "redacted",
@@ -74,6 +77,8 @@ DEFAULT_FATAL_ERRORS: Final[tuple[str, ...]] = (
 )
 
 _REDACTED: Final = "***"
+
+_R = TypeVar("_R")
 
 
 def _empty_mapping() -> Mapping[str, Any]:
@@ -109,32 +114,102 @@ class Secret:
         return _REDACTED
 
 
+# Readers for the settings below (the table is the loader's :class:`_Table`, which says
+# what is wrong with a value, naming its key), and their JSON Schemas.
+
+
+def _number(default: float, doc: str, *, minimum: float = 0.0, exclusive: bool = False) -> Any:
+    bound = "exclusiveMinimum" if exclusive else "minimum"
+    return setting(
+        default,
+        doc=doc,
+        schema={"type": "number", bound: minimum},
+        read=lambda t, key, d: t.number(key, d, minimum=minimum, exclusive=exclusive),
+    )
+
+
+def _flag(default: bool, doc: str) -> Any:
+    return setting(
+        default, doc=doc, schema={"type": "boolean"}, read=lambda t, key, d: t.boolean(key, d)
+    )
+
+
+def _choice(default: str, doc: str, choices: Mapping[str, str]) -> Any:
+    return setting(
+        default,
+        doc=doc,
+        schema={"type": "string", "enum": list(choices)},
+        read=lambda t, key, d: t.choice(key, d, choices) or d,
+    )
+
+
+_WORD: Final = {"type": "string", "pattern": "^\\S+$"}
+_TEXT: Final = {"type": "string", "minLength": 1, "pattern": "\\S"}
+
+_SERIALIZERS: Final = ("cbor", "msgpack", "json")
+_AUTH_METHODS: Final = {m: m for m in ("anonymous", "ticket", "wampcra")}
+_JITTERS: Final = {j: j for j in ("full", "equal", "decorrelated", "none")}
+_LOG_FORMATS: Final = {f: f for f in ("auto", "json", "console")}
+_LOG_LEVELS: Final = {
+    **{level: level for level in ("debug", "info", "warn", "error", "critical")},
+    "warning": "warn",
+}
+
+
 @dataclass(frozen=True)
 class TLSConfig:
     """TLS options for ``wss://`` URLs; file paths are absolute when loaded from a file."""
 
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    verify: bool = True
+    ca_file: str | None = setting(
+        None,
+        doc="wss:// only: CA bundle (PEM) the router's certificate must chain to",
+        schema=_TEXT,
+    )
+    cert_file: str | None = setting(
+        None, doc="wss:// only: client certificate (PEM) for mTLS, with key_file", schema=_TEXT
+    )
+    key_file: str | None = setting(
+        None, doc="wss:// only: the client certificate's private key (PEM)", schema=_TEXT
+    )
+    verify: bool = setting(
+        True, doc="wss:// only: verify the router's certificate", schema={"type": "boolean"}
+    )
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
     """An HTTP ``CONNECT`` proxy to reach the router through."""
 
-    host: str
-    port: int
+    host: str = setting(doc="the proxy's host", required=True, example="proxy", schema=_WORD)
+    port: int = setting(
+        doc="the proxy's port",
+        required=True,
+        example=3128,
+        schema={"type": "integer", "minimum": 1, "maximum": 65535},
+    )
 
 
 @dataclass(frozen=True)
 class AuthConfig:
     """How sessions authenticate: ``anonymous``, ``ticket`` or ``wampcra``."""
 
-    method: str = "anonymous"
-    authid: str | None = None
-    authrole: str | None = None
-    secret: Secret | None = None
+    method: str = _choice("anonymous", "anonymous | ticket | wampcra", _AUTH_METHODS)
+    authid: str | None = setting(
+        None, doc="the authid (required for ticket and wampcra)", example="agent", schema=_TEXT
+    )
+    authrole: str | None = setting(None, doc="the authrole to ask for", schema=_WORD)
+    secret: Secret | None = setting(
+        None,
+        doc="the ticket or WAMP-CRA secret",
+        aliases={
+            "secret_file": ("a file holding the ticket or secret (preferred)", _TEXT),
+            "secret_env": (
+                "an environment variable holding it",
+                {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            ),
+            "secret": ("the secret itself (warned about: prefer the other two)", _TEXT),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -145,44 +220,101 @@ class RouterConfig:
     use :meth:`Config.realm_for`.
     """
 
-    urls: tuple[str, ...]
-    realm: str
-    serializers: tuple[str, ...] = ("cbor", "msgpack", "json")
-    headers: Mapping[str, str] = field(default_factory=_empty_mapping)
-    tls: TLSConfig = TLSConfig()
-    proxy: ProxyConfig | None = None
-    auth: AuthConfig = AuthConfig()
+    urls: tuple[str, ...] = setting(
+        key="url",
+        doc="the router's ws:// or wss:// URL, or a list of them (failover, round-robin)",
+        required=True,
+        example="ws://127.0.0.1:8080/ws",
+        schema={
+            "oneOf": [
+                {"type": "string", "pattern": "^[wW][sS][sS]?://"},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "pattern": "^[wW][sS][sS]?://"},
+                },
+            ]
+        },
+    )
+    realm: str = setting(
+        "",
+        doc="the realm to join; may be left out if every component sets its own",
+        example="realm1",
+        schema=_WORD,
+    )
+    serializers: tuple[str, ...] = setting(
+        _SERIALIZERS,
+        doc="offered in this order",
+        schema={
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(_SERIALIZERS)},
+        },
+    )
+    headers: Mapping[str, str] = setting(
+        doc='extra WebSocket headers, e.g. { X-Edge-Id = "a1" }',
+        default_factory=_empty_mapping,
+        schema={"type": "object", "additionalProperties": {"type": "string"}},
+    )
+    tls: TLSConfig = setting(TLSConfig(), doc="TLS for wss:// URLs", flatten=True, record=TLSConfig)
+    proxy: ProxyConfig | None = setting(
+        None, doc="an HTTP CONNECT proxy to reach the router through (optional)", record=ProxyConfig
+    )
+    auth: AuthConfig = setting(
+        AuthConfig(), doc="authentication; absent: anonymous", record=AuthConfig
+    )
 
 
 @dataclass(frozen=True)
 class ReconnectConfig:
     """Backoff between attempts and when to give up."""
 
-    initial_delay: float = 1.0
-    max_delay: float = 60.0
-    growth: float = 2.0
-    jitter: str = "decorrelated"
+    initial_delay: float = _number(1.0, "seconds before the first retry of an outage")
+    max_delay: float = _number(60.0, "no delay is longer")
+    growth: float = _number(
+        2.0, "factor from one delay to the next (decorrelated jitter does not use it)", minimum=1.0
+    )
+    jitter: str = _choice("decorrelated", "decorrelated | full | equal | none", _JITTERS)
     #: Retries per outage; None for no limit (``-1`` in TOML).
-    max_retries: int | None = None
-    retry_on_start: bool = True
-    stable_after: float = 5.0
-    fatal_errors: tuple[str, ...] = DEFAULT_FATAL_ERRORS
+    max_retries: int | None = setting(
+        None,
+        doc="retries per outage; -1 unlimited, 0 none",
+        toml_default=-1,
+        schema={"type": "integer", "minimum": -1},
+        read=lambda t, key, d: _no_limit(t.integer(key, -1, minimum=-1)),
+    )
+    retry_on_start: bool = _flag(True, "a router down at start is an outage like any other")
+    stable_after: float = _number(5.0, "seconds joined before an outage counts as over")
+    fatal_errors: tuple[str, ...] = setting(
+        DEFAULT_FATAL_ERRORS,
+        doc="router errors that end the daemon (exit 78) instead of being retried",
+        schema={"type": "array", "items": {"type": "string", "pattern": "^\\S+$"}},
+        read=lambda t, key, d: _parse_fatal_errors(t, d),
+    )
 
 
 @dataclass(frozen=True)
 class KeepaliveConfig:
     """WebSocket pings (``ping_interval`` 0 disables them) and the opening handshake timeout."""
 
-    ping_interval: float = 5.0
-    ping_timeout: float = 5.0
-    connect_timeout: float = 10.0
+    ping_interval: float = _number(5.0, "seconds between WebSocket pings; 0 disables them")
+    ping_timeout: float = _number(5.0, "seconds to wait for the PONG")
+    connect_timeout: float = _number(
+        10.0, "seconds for TCP connect + WebSocket handshake + WAMP join", exclusive=True
+    )
 
 
 @dataclass(frozen=True)
 class HTTPConfig:
     """The health/metrics endpoint: ``"host:port"``, ``"[ipv6]:port"``, or ``""`` (disabled)."""
 
-    listen: str = "127.0.0.1:9100"
+    listen: str = setting(
+        "127.0.0.1:9100",
+        doc='metrics and health endpoints: "host:port", "[ipv6]:port"; "" disables',
+        schema={"type": "string"},
+        read=lambda t, key, d: _parse_listen(t, d),
+    )
 
     @property
     def host(self) -> str | None:
@@ -201,38 +333,69 @@ class HTTPConfig:
 class LogConfig:
     """Log output: ``format`` auto/json/console, ``level`` debug/info/warn/error/critical."""
 
-    format: str = "auto"
-    level: str = "info"
+    format: str = _choice(
+        "auto", "auto (console on a TTY, else json) | json | console", _LOG_FORMATS
+    )
+    level: str = _choice("info", "debug | info | warn | error | critical", _LOG_LEVELS)
 
 
 @dataclass(frozen=True)
 class ShutdownConfig:
     """How long components get to leave cleanly on SIGTERM."""
 
-    timeout: float = 5.0
+    timeout: float = _number(5.0, "seconds for every session to leave on SIGTERM", exclusive=True)
 
 
 @dataclass(frozen=True)
 class ComponentSpec:
     """One ``[[component]]``: its unique name, ``module:attribute`` entry point and extras."""
 
-    name: str
-    entry: str
-    extra: Mapping[str, Any] = field(default_factory=_empty_mapping)
-    realm: str | None = None
+    name: str = setting(
+        doc="[A-Za-z0-9_.-]+, unique",
+        required=True,
+        example="backend",
+        schema={"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+    )
+    entry: str = setting(
+        doc="package.module:attribute",
+        required=True,
+        example="myapp.backend:Backend",
+        schema={"type": "string", "pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_][\\w.]*$"},
+    )
+    extra: Mapping[str, Any] = setting(
+        doc="reaches the component as config.extra",
+        default_factory=_empty_mapping,
+        example={"any": "table"},
+        schema={"type": "object"},
+    )
+    realm: str | None = setting(None, doc="this component's own realm", schema=_WORD)
 
 
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
-    router: RouterConfig
-    components: tuple[ComponentSpec, ...]
-    reconnect: ReconnectConfig = ReconnectConfig()
-    keepalive: KeepaliveConfig = KeepaliveConfig()
-    http: HTTPConfig = HTTPConfig()
-    log: LogConfig = LogConfig()
-    shutdown: ShutdownConfig = ShutdownConfig()
+    router: RouterConfig = setting(
+        doc="where the router is and how to join it", required=True, record=RouterConfig
+    )
+    components: tuple[ComponentSpec, ...] = setting(
+        key="component",
+        doc="one or more",
+        required=True,
+        record=ComponentSpec,
+        many=True,
+    )
+    reconnect: ReconnectConfig = setting(
+        ReconnectConfig(), doc="backoff between attempts", record=ReconnectConfig
+    )
+    keepalive: KeepaliveConfig = setting(
+        KeepaliveConfig(), doc="noticing a dead link", record=KeepaliveConfig
+    )
+    http: HTTPConfig = setting(HTTPConfig(), doc="metrics and probes", record=HTTPConfig)
+    log: LogConfig = setting(LogConfig(), doc="the log on stdout", record=LogConfig)
+    shutdown: ShutdownConfig = setting(
+        ShutdownConfig(), doc="leaving on SIGTERM", record=ShutdownConfig
+    )
     warnings: tuple[str, ...] = ()
     source: str | None = None
 
@@ -310,13 +473,11 @@ def parse_config(
     top = _Table(ctx, "", data, _TOP_KEYS)
     raw_components = data.get("component", _MISSING)
     router = _parse_router(ctx, top, realm_optional=_all_have_realm(raw_components))
-    reconnect = _parse_reconnect(top.section("reconnect", _RECONNECT_KEYS))
-    keepalive = _parse_keepalive(top.section("keepalive", _KEEPALIVE_KEYS))
-    http = _parse_http(top.section("http", ("listen",)))
-    log = _parse_log(top.section("log", ("format", "level")))
-    shutdown = ShutdownConfig(
-        timeout=top.section("shutdown", ("timeout",)).number("timeout", 5.0, exclusive=True)
-    )
+    reconnect = _read(top.section("reconnect", keys(ReconnectConfig)), ReconnectConfig)
+    keepalive = _read(top.section("keepalive", keys(KeepaliveConfig)), KeepaliveConfig)
+    http = _read(top.section("http", keys(HTTPConfig)), HTTPConfig)
+    log = _read(top.section("log", keys(LogConfig)), LogConfig)
+    shutdown = _read(top.section("shutdown", keys(ShutdownConfig)), ShutdownConfig)
     components = _parse_components(ctx, raw_components)
     if ctx.problems or router is None:
         raise ConfigError(ctx.problems or ["router: missing (required)"])
@@ -384,6 +545,14 @@ def document(config: Config) -> dict[str, Any]:
         "shutdown": dataclasses.asdict(config.shutdown),
         "component": components,
     }
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``wampd.toml`` (what ``wampd config-schema`` prints), from the
+    spec. Editors that read JSON Schema (taplo / Even Better TOML, ...) complete and check
+    a config with it; it is stricter than the loader only where JSON Schema cannot say
+    what wampd accepts (choices are matched case-insensitively by wampd)."""
+    return schema(Config, title="wampd.toml: the configuration of wampd")
 
 
 def to_toml(config: Config) -> str:
@@ -464,43 +633,14 @@ class _Missing:
 
 _MISSING: Final = _Missing()
 
-_TOP_KEYS: Final = ("router", "reconnect", "keepalive", "http", "log", "shutdown", "component")
-_ROUTER_KEYS: Final = (
-    "url",
-    "realm",
-    "serializers",
-    "headers",
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "verify",
-    "proxy",
-    "auth",
+_TOP_KEYS: Final = keys(Config)
+_ROUTER_KEYS: Final = keys(RouterConfig)
+_TLS_FILE_KEYS: Final = tuple(k for k in keys(TLSConfig) if k != "verify")
+_AUTH_KEYS: Final = keys(AuthConfig)
+_SECRET_KEYS: Final = tuple(
+    next(declared for f, declared in settings(AuthConfig) if f.name == "secret").aliases
 )
-_TLS_FILE_KEYS: Final = ("ca_file", "cert_file", "key_file")
-_AUTH_KEYS: Final = ("method", "authid", "authrole", "secret_file", "secret_env", "secret")
-_SECRET_KEYS: Final = ("secret_file", "secret_env", "secret")
-_RECONNECT_KEYS: Final = (
-    "initial_delay",
-    "max_delay",
-    "growth",
-    "jitter",
-    "max_retries",
-    "retry_on_start",
-    "stable_after",
-    "fatal_errors",
-)
-_KEEPALIVE_KEYS: Final = ("ping_interval", "ping_timeout", "connect_timeout")
-_COMPONENT_KEYS: Final = ("name", "entry", "extra", "realm")
-
-_SERIALIZERS: Final = ("cbor", "msgpack", "json")
-_AUTH_METHODS: Final = {m: m for m in ("anonymous", "ticket", "wampcra")}
-_JITTERS: Final = {j: j for j in ("full", "equal", "decorrelated", "none")}
-_LOG_FORMATS: Final = {f: f for f in ("auto", "json", "console")}
-_LOG_LEVELS: Final = {
-    **{level: level for level in ("debug", "info", "warn", "error", "critical")},
-    "warning": "warn",
-}
+_COMPONENT_KEYS: Final = keys(ComponentSpec)
 
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 _COMPONENT_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
@@ -850,7 +990,7 @@ def _parse_tls(ctx: _Context, t: _Table, *, secure: bool) -> TLSConfig:
 
 
 def _parse_proxy(t: _Table) -> ProxyConfig | None:
-    p = t.table("proxy", ("host", "port"))
+    p = t.table("proxy", keys(ProxyConfig))
     if p is None:
         return None
     before = len(t.ctx.problems)
@@ -978,26 +1118,46 @@ def _readable_file(ctx: _Context, key: str, raw: str) -> str | None:
 # --------------------------------------------------------------------------------------
 
 
-def _parse_reconnect(t: _Table) -> ReconnectConfig:
-    d = ReconnectConfig()
-    before = len(t.ctx.problems)
-    initial = t.number("initial_delay", d.initial_delay)
-    maximum = t.number("max_delay", d.max_delay)
-    if len(t.ctx.problems) == before and maximum < initial:
+def _read(t: _Table, record: type[_R]) -> _R:
+    """A section whose every setting has a reader: each key read and checked by its own
+    declaration, then the section's cross-checks (for keys that were themselves fine)."""
+    values: dict[str, Any] = {}
+    fine: set[str] = set()
+    for f, declared in settings(record):
+        assert declared.read is not None, f"{record.__name__}.{f.name} has no reader"
+        before = len(t.ctx.problems)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        values[f.name] = declared.read(t, declared.key or f.name, default)
+        if len(t.ctx.problems) == before:
+            fine.add(f.name)
+    check = _CHECKS.get(record)
+    if check is not None:
+        check(t, values, fine)
+    return record(**values)
+
+
+def _check_reconnect(t: _Table, values: Mapping[str, Any], fine: set[str]) -> None:
+    initial, maximum = values["initial_delay"], values["max_delay"]
+    if {"initial_delay", "max_delay"} <= fine and maximum < initial:
         t.problem(
             "max_delay",
             f"must be >= {t.sub('initial_delay')} (got {_num(maximum)} < {_num(initial)})",
         )
-    return ReconnectConfig(
-        initial_delay=initial,
-        max_delay=maximum,
-        growth=t.number("growth", d.growth, minimum=1.0),
-        jitter=t.choice("jitter", d.jitter, _JITTERS) or d.jitter,
-        max_retries=_no_limit(t.integer("max_retries", -1, minimum=-1)),
-        retry_on_start=t.boolean("retry_on_start", d.retry_on_start),
-        stable_after=t.number("stable_after", d.stable_after),
-        fatal_errors=_parse_fatal_errors(t, d.fatal_errors),
-    )
+
+
+def _check_keepalive(t: _Table, values: Mapping[str, Any], fine: set[str]) -> None:
+    interval, timeout = values["ping_interval"], values["ping_timeout"]
+    if {"ping_interval", "ping_timeout"} <= fine and interval > 0 and timeout <= 0:
+        t.problem(
+            "ping_timeout",
+            f"must be > 0 when {t.sub('ping_interval')} > 0, got {_num(timeout)}",
+        )
+
+
+_CHECKS: Final[dict[type, Callable[[_Table, Mapping[str, Any], set[str]], None]]] = {
+    ReconnectConfig: _check_reconnect,
+    KeepaliveConfig: _check_keepalive,
+}
 
 
 def _no_limit(retries: int) -> int | None:
@@ -1021,30 +1181,13 @@ def _parse_fatal_errors(t: _Table, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(str(v) for v in raw)
 
 
-def _parse_keepalive(t: _Table) -> KeepaliveConfig:
-    d = KeepaliveConfig()
-    before = len(t.ctx.problems)
-    interval = t.number("ping_interval", d.ping_interval)
-    timeout = t.number("ping_timeout", d.ping_timeout)
-    if len(t.ctx.problems) == before and interval > 0 and timeout <= 0:
-        t.problem(
-            "ping_timeout",
-            f"must be > 0 when {t.sub('ping_interval')} > 0, got {_num(timeout)}",
-        )
-    return KeepaliveConfig(
-        ping_interval=interval,
-        ping_timeout=timeout,
-        connect_timeout=t.number("connect_timeout", d.connect_timeout, exclusive=True),
-    )
-
-
-def _parse_http(t: _Table) -> HTTPConfig:
+def _parse_listen(t: _Table, default: str) -> str:
     value = t.raw("listen")
     if value is _MISSING:
-        return HTTPConfig()
+        return default
     if not isinstance(value, str):
         t.problem("listen", f'must be "host:port", "[ipv6]:port" or "", got {_show(value)}')
-        return HTTPConfig()
+        return default
     try:
         _split_listen(value)
     except ValueError as exc:
@@ -1052,8 +1195,8 @@ def _parse_http(t: _Table) -> HTTPConfig:
             "listen",
             f'{exc}; expected "host:port", "[ipv6]:port" or "" (disabled), got {_show(value)}',
         )
-        return HTTPConfig()
-    return HTTPConfig(listen=value)
+        return default
+    return value
 
 
 def _split_listen(listen: str) -> tuple[str, int] | None:
@@ -1075,14 +1218,6 @@ def _split_listen(listen: str) -> tuple[str, int] | None:
     if not (digits and 1 <= int(port_text) <= 65535):
         raise ValueError("port must be from 1 to 65535")
     return host, int(port_text)
-
-
-def _parse_log(t: _Table) -> LogConfig:
-    d = LogConfig()
-    return LogConfig(
-        format=t.choice("format", d.format, _LOG_FORMATS) or d.format,
-        level=t.choice("level", d.level, _LOG_LEVELS) or d.level,
-    )
 
 
 # --------------------------------------------------------------------------------------

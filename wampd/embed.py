@@ -20,7 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from . import tree
 from .backoff import Backoff, Jitter
-from .config import DEFAULT_FATAL_ERRORS, _split_listen
+from .config import (
+    DEFAULT_FATAL_ERRORS,
+    KeepaliveConfig,
+    ReconnectConfig,
+    ShutdownConfig,
+    _split_listen,
+)
+from .spec import settings
 from .supervisor import RetryPolicy
 from .wamp import SessionFactory, WampSettings
 
@@ -60,17 +67,18 @@ class HostSettings:
     jitter: Jitter | None = None
     #: Router ABORT reasons that end the session for good after one attempt.
     fatal_errors: frozenset[str] = frozenset(DEFAULT_FATAL_ERRORS)
+    # The defaults are the daemon's, from its settings (see _SAME_AS).
     #: Seconds a session must stay joined before its outage counts as over.
-    stable_after: float = 5.0
+    stable_after: float = ReconnectConfig.stable_after
     #: WebSocket ping every this many seconds (0: off) ...
-    ping_interval: float = 5.0
+    ping_interval: float = KeepaliveConfig.ping_interval
     #: ... and drop the connection when no PONG came back within this many.
-    ping_timeout: float = 5.0
+    ping_timeout: float = KeepaliveConfig.ping_timeout
     #: Seconds one attempt may take, from TCP connect to the session joining.
-    connect_timeout: float = 10.0
+    connect_timeout: float = KeepaliveConfig.connect_timeout
     #: The most a stop takes: the GOODBYE exchange gets 80 % of it, the rest is for
     #: closing the connection (the daemon's ``[shutdown] timeout``, with the same meaning).
-    shutdown_timeout: float = 5.0
+    shutdown_timeout: float = ShutdownConfig.timeout
     #: ``host:port`` for ``/metrics``, ``/healthz`` and ``/readyz`` (port 0: any free one).
     http_listen: str | None = None
     #: Where the metrics go (default: a registry of the runner's own).
@@ -96,12 +104,11 @@ class HostSettings:
             if isinstance(errors, str) or not all(isinstance(e, str) for e in errors):
                 raise ValueError(f"fatal_errors must be an iterable of WAMP URIs, got {errors!r}")
             values["fatal_errors"] = frozenset(errors)
-        for key in ("stable_after", "ping_interval", "ping_timeout", "shutdown_timeout"):
+        for key, (record, name) in _SAME_AS.items():
             if key in values:
-                _seconds(key, values[key], zero=True)
-        if "connect_timeout" in values:
-            _seconds("connect_timeout", values["connect_timeout"], zero=False)
-        if values.get("ping_interval", 5.0) > 0 and values.get("ping_timeout", 5.0) <= 0:
+                _seconds(key, values[key], zero=_minimum(record, name) == "minimum")
+        interval = values.get("ping_interval", cls.ping_interval)
+        if interval > 0 and values.get("ping_timeout", cls.ping_timeout) <= 0:
             raise ValueError("ping_timeout must be > 0 when ping_interval is on")
         if "http_listen" in values:
             listen_address(values["http_listen"])
@@ -110,6 +117,23 @@ class HostSettings:
         if "rand" in values and not callable(values["rand"]):
             raise ValueError(f"rand must be a 0-argument callable, got {values['rand']!r}")
         return cls(**values)
+
+
+#: The keywords that are daemon settings: their bounds and defaults are the settings'.
+_SAME_AS: dict[str, tuple[type, str]] = {
+    "stable_after": (ReconnectConfig, "stable_after"),
+    "ping_interval": (KeepaliveConfig, "ping_interval"),
+    "ping_timeout": (KeepaliveConfig, "ping_timeout"),
+    "connect_timeout": (KeepaliveConfig, "connect_timeout"),
+    "shutdown_timeout": (ShutdownConfig, "timeout"),
+}
+
+
+def _minimum(record: type, name: str) -> str:
+    """``minimum`` (>= 0) or ``exclusiveMinimum`` (> 0): how the setting bounds seconds."""
+    (declared,) = (d for f, d in settings(record) if f.name == name)
+    (bound,) = (k for k in declared.schema if k in ("minimum", "exclusiveMinimum"))
+    return bound
 
 
 def _jitter(value: object) -> Jitter:
