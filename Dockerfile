@@ -19,16 +19,24 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python3 -m venv /opt/wampd
 
 WORKDIR /src
+# The dependencies first, exactly as requirements/wampd.lock pins them (scripts/lock makes
+# it): --require-hashes refuses any other version, any altered file and anything unpinned, so
+# the image runs the versions the tests ran. Its own layer: cached until the lock changes.
+COPY requirements/wampd.lock ./requirements/
+RUN /opt/wampd/bin/pip install --no-cache-dir --require-hashes -r requirements/wampd.lock
 COPY pyproject.toml README.md ./
 COPY wampd ./wampd
 # The `twist wampd` plugin module, installed into site-packages/twisted/plugins.
 COPY twisted ./twisted
-# A regular (not editable) install: the runtime stage gets the venv and nothing else.
-# pip compiles the .pyc files here, so the read-only runtime never needs to write them.
-# setuptools (which Python 3.11's venv adds, 3.12's does not) is not needed at run time;
+# wampd itself, a regular (not editable) install with --no-deps: all it needs is installed
+# above, and `pip check` fails the build if the lock misses something pyproject.toml asks for.
+# The runtime stage gets the venv and nothing else. pip compiles the .pyc files here, so the
+# read-only runtime never needs to write them. setuptools (which Python 3.11's venv adds,
+# 3.12's does not; the lock has none: tests/unit/test_lock.py) is not needed at run time;
 # pip stays, so an image built FROM this one can add components with it.
-RUN /opt/wampd/bin/pip install --no-cache-dir . \
+RUN /opt/wampd/bin/pip install --no-cache-dir --no-deps . \
     && /opt/wampd/bin/pip uninstall --yes setuptools \
+    && /opt/wampd/bin/pip check \
     && /opt/wampd/bin/wampd --version
 
 # ---- runtime: the base image, the venv, a non-root user ---------------------------------

@@ -154,6 +154,7 @@ def test_the_expected_resources_are_there() -> None:
             assert "namespace" not in doc["metadata"], f"{name}: leave the namespace to -n"
 
 
+@pytest.mark.tool("kubernetes-validate")
 def test_validator_knows_the_versions() -> None:
     """kubernetes-validate ships schemas for the oldest release with native sidecars.
 
@@ -165,6 +166,7 @@ def test_validator_knows_the_versions() -> None:
         assert major_minor(version) in known
 
 
+@pytest.mark.tool("kubernetes-validate")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_builtin_resources_pass_the_strict_api_schema(version: str) -> None:
     """Every built-in resource is valid for Kubernetes ``version``, no unknown field allowed.

@@ -177,6 +177,7 @@ def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.tool("promtool")
 def test_promtool_check_rules_accepts_the_rules() -> None:
     """The rule file parses and every expression is valid PromQL (promtool check rules)."""
     result = run_promtool("check", "rules", str(RULES.relative_to(REPO_ROOT)))
@@ -184,6 +185,7 @@ def test_promtool_check_rules_accepts_the_rules() -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.tool("promtool")
 def test_promtool_rule_unit_tests_pass() -> None:
     """Each alert fires (and stays quiet) exactly as wampd-rules.test.yml expects."""
     result = run_promtool("test", "rules", str(RULES_TESTS.relative_to(REPO_ROOT)))
@@ -191,6 +193,7 @@ def test_promtool_rule_unit_tests_pass() -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.tool("promtool")
 def test_promtool_check_config_accepts_the_example_config() -> None:
     """The example prometheus.yml is valid and finds its rule file (path relative to it)."""
     result = run_promtool("check", "config", str(PROMETHEUS_CONFIG.relative_to(REPO_ROOT)))

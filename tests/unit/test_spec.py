@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
+import yaml
 
 from wampd import config
 from wampd.cli import run_cli
@@ -128,3 +131,38 @@ def test_settings_declare_their_defaults_once() -> None:
         }
         assert built == defaults, name
     assert setting(1.0, doc="d").metadata["wampd"].doc == "d"
+
+
+def _check_jsonschema(instance: Path) -> subprocess.CompletedProcess[str]:
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    return subprocess.run(
+        [str(tool), "--schemafile", str(ROOT / "wampd" / "wampd.schema.json"), str(instance)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_jsonschema_accepts_the_shipped_configs_and_rejects_a_typo(
+    tmp_path: Path,
+) -> None:
+    """The shipped schema, as editors and CI use it (``check-jsonschema``): the example
+    config and the Kubernetes ConfigMap's TOML pass, and a misspelt key is refused."""
+    configmap = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "configmap.yaml").read_text())
+    from_configmap = tmp_path / "configmap.toml"
+    from_configmap.write_text(configmap["data"]["wampd.toml"])
+    for instance in (ROOT / "examples" / "wampd.toml", from_configmap):
+        result = _check_jsonschema(instance)
+        assert result.returncode == 0, (instance, result.stdout, result.stderr)
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text(
+        (ROOT / "examples" / "wampd.toml")
+        .read_text()
+        .replace("[reconnect]", "[reconnect]\nmax_retry = 3", 1)
+    )
+    assert "max_retry = 3" in typo.read_text()
+    result = _check_jsonschema(typo)
+    assert result.returncode == 1, result.stdout
+    assert "max_retry" in result.stdout

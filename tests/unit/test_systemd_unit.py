@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from wampd.config import ShutdownConfig
 from wampd.errors import EXIT_CONFIG, EXIT_FATAL
 
@@ -22,6 +24,7 @@ def service() -> configparser.SectionProxy:
     return parser["Service"]
 
 
+@pytest.mark.tool("systemd-analyze")
 def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     """systemd-analyze verify finds nothing (with ExecStart pointing at this wampd)."""
     analyze = shutil.which("systemd-analyze")
