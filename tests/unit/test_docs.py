@@ -61,3 +61,15 @@ def test_help_wampd_documents_the_public_names_most_important_first() -> None:
     for name in ("ApplicationRunner", "Service", "RetriesExhausted", "FatalRouterError"):
         assert f"class {name}(" in text, name
     assert "__getattr__" not in text.split("\nCLASSES\n", 1)[0]
+
+
+def test_the_readme_module_map_matches_the_files() -> None:
+    """README's Development section names every module of wampd/ (private ones aside) and
+    no module that is not there."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Development\n", 1)[1].split("```", 2)[1]
+    listed = set(re.findall(r"^  (\w+)\.py\b", section, re.MULTILINE))
+    modules = {p.stem for p in (ROOT / "wampd").glob("*.py") if not p.stem.startswith("_")}
+    assert listed == modules
+    for folder in re.findall(r"^([\w/]+/)\s", section, re.MULTILINE):
+        assert (ROOT / folder).is_dir(), folder

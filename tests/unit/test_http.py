@@ -14,6 +14,8 @@ from wampd.health import Health
 from wampd.http import make_site
 from wampd.metrics import Metrics
 
+from .fakes import event
+
 
 def setup() -> tuple[object, Health, Metrics]:
     registry = CollectorRegistry()
@@ -52,11 +54,11 @@ def get(
 
 
 def joined(component: str) -> Event:
-    return Event(
-        name=names.SESSION_JOINED,
+    return event(
+        names.SESSION_JOINED,
+        State.CONNECTING,
+        State.JOINED,
         component=component,
-        previous=State.CONNECTING,
-        state=State.JOINED,
         time=5.0,
     )
 
@@ -108,11 +110,11 @@ def test_healthz_stays_200_through_outages_and_503_once_failed() -> None:
     site, health, _ = setup()
     assert get(site, "/healthz")[0] == 200
     health(
-        Event(
-            name=names.RETRY_SCHEDULED,
+        event(
+            names.RETRY_SCHEDULED,
+            State.CONNECTING,
+            State.BACKOFF,
             component="a",
-            previous=State.CONNECTING,
-            state=State.BACKOFF,
             time=1.0,
             failures=4,
             delay=8.0,
@@ -123,11 +125,11 @@ def test_healthz_stays_200_through_outages_and_503_once_failed() -> None:
     assert status == 200
     assert json.loads(body)["components"]["a"]["next_retry_delay"] == 8.0
     health(
-        Event(
-            name=names.RETRIES_EXHAUSTED,
+        event(
+            names.RETRIES_EXHAUSTED,
+            State.BACKOFF,
+            State.FAILED,
             component="a",
-            previous=State.BACKOFF,
-            state=State.FAILED,
             time=2.0,
             failures=5,
             error="gave up",

@@ -14,11 +14,11 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, LogPublisher
 
 from wampd.backoff import Backoff
-from wampd.events import Event, EventHub, State, names
+from wampd.events import EventHub, State, names
 from wampd.logs import EventLogger, LineOutput, TwistedBridge, make_logger
 from wampd.supervisor import RetryPolicy, Supervisor
 
-from .fakes import FakeConnector, Recorder
+from .fakes import FakeConnector, Recorder, event
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -30,11 +30,11 @@ def test_events_are_json_lines_with_dotted_names_and_fields() -> None:
     out = io.StringIO()
     log = EventLogger(make_logger(format="json", stream=out))
     log(
-        Event(
-            name=names.RETRY_SCHEDULED,
+        event(
+            names.RETRY_SCHEDULED,
+            State.CONNECTING,
+            State.BACKOFF,
             component="backend",
-            previous=State.CONNECTING,
-            state=State.BACKOFF,
             time=1.0,
             failures=2,
             retry=2,
@@ -56,20 +56,20 @@ def test_level_filters_events() -> None:
     out = io.StringIO()
     log = EventLogger(make_logger(level="error", format="json", stream=out))
     log(
-        Event(
-            name=names.CONNECT_ATTEMPT,
+        event(
+            names.CONNECT_ATTEMPT,
+            State.IDLE,
+            State.CONNECTING,
             component="c",
-            previous=State.IDLE,
-            state=State.CONNECTING,
             time=0.0,
         )
     )
     log(
-        Event(
-            name=names.FATAL_ERROR,
+        event(
+            names.FATAL_ERROR,
+            State.CONNECTING,
+            State.FAILED,
             component="c",
-            previous=State.CONNECTING,
-            state=State.FAILED,
             time=0.0,
         )
     )
@@ -164,8 +164,8 @@ def test_each_state_change_is_logged_exactly_once_with_the_metric_fields() -> No
     changes = [(e.previous.value, e.state.value) for e in recorder.events if e.changed]
     logged_changes = [(line["previous"], line["state"]) for line in logged if "previous" in line]
     assert logged_changes == changes
-    for line, event in zip(logged, recorder.events, strict=True):
-        assert line["failures"] == event.failures
+    for line, emitted in zip(logged, recorder.events, strict=True):
+        assert line["failures"] == emitted.failures
         assert line["component"] == "c"
 
 
@@ -191,11 +191,11 @@ def test_console_lines_on_a_tty_have_one_timestamp_and_short_floats() -> None:
         out = _Terminal()
         changed = name in (names.CONNECT_ATTEMPT, names.RETRY_SCHEDULED)
         EventLogger(make_logger(format="auto", stream=out))(
-            Event(
-                name=name,
+            event(
+                name,
+                State.CONNECTING if changed else State.JOINED,
+                State.BACKOFF if changed else State.JOINED,
                 component="c",
-                previous=State.CONNECTING if changed else State.JOINED,
-                state=State.BACKOFF if changed else State.JOINED,
                 time=1796152279.7297783,
                 failures=2,
                 retry=2,
@@ -220,11 +220,11 @@ def test_durations_are_rounded_to_the_millisecond_in_json_too() -> None:
     """JSON lines carry the same rounded durations and no ``time`` field."""
     out = io.StringIO()
     EventLogger(make_logger(format="json", stream=out))(
-        Event(
-            name=names.SESSION_JOINED,
+        event(
+            names.SESSION_JOINED,
+            State.CONNECTING,
+            State.JOINED,
             component="c",
-            previous=State.CONNECTING,
-            state=State.JOINED,
             time=1796152279.7297783,
             connect_duration=0.0123456789,
         )

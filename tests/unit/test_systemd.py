@@ -12,9 +12,11 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from wampd.events import Event, State, names
+from wampd.events import State, names
 from wampd.health import Health
 from wampd.systemd import SystemdNotifier
+
+from .fakes import event
 
 
 def notifier_for(
@@ -50,24 +52,24 @@ def test_ready_status_and_stopping(systemd: tuple[str, socket.socket]) -> None:
     path, sock = systemd
     notifier, health = notifier_for(path, ["a", "b"])
     notifier.ready()
-    for event in (
-        Event(
-            name=names.SESSION_JOINED,
+    for happened in (
+        event(
+            names.SESSION_JOINED,
+            State.CONNECTING,
+            State.JOINED,
             component="a",
-            previous=State.CONNECTING,
-            state=State.JOINED,
             time=0.0,
         ),
-        Event(
-            name=names.COMPONENT_ERROR,
+        event(
+            names.COMPONENT_ERROR,
+            State.JOINED,
+            State.JOINED,
             component="a",
-            previous=State.JOINED,
-            state=State.JOINED,
             time=0.0,
         ),
     ):
-        health(event)
-        notifier(event)
+        health(happened)
+        notifier(happened)
     notifier.stopping()
     assert received(sock) == [
         "READY=1\nSTATUS=a idle, b idle",
