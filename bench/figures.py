@@ -118,7 +118,9 @@ SMOKE = Settings(
     settle=0.1,
     detect_reps=1,
     detect_cap=3.0,
-    recovery_phases=((Outage(0.3, count=True, recovery=True),),),
+    # The counted outage outlasts the smoke policy's first retry (at most 0.3 s after the
+    # loss, below) with room for a loaded machine, so at least one attempt always falls in it.
+    recovery_phases=((Outage(1.0, count=True, recovery=True),),),
     recovery_cap=10.0,
     recovery_min_up=2.0,
     storm_sessions=3,

@@ -248,8 +248,11 @@ class ApplicationRunner:
         if not self._shutting_down and self._trigger is not None:
             reactor.removeSystemEventTrigger(self._trigger)
         self._trigger = None
-        if self._tree is not None and self._tree.running:
-            self._tree.stopService()  # the HTTP listener; the supervisor is done
+        # The supervisor is done (this runs inside its last transition, so it must not be
+        # asked to stop again); only the HTTP listener is left to close.
+        listener = self._tree.listener if self._tree is not None else None
+        if listener is not None and listener.running:
+            listener.stopService()
         if stop_reactor and not self._shutting_down:
             with contextlib.suppress(ReactorNotRunning):
                 reactor.stop()

@@ -7,6 +7,7 @@ The real-router behaviour, one test per autobahn defect, is in
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -346,3 +347,25 @@ def test_twisted_logger_lines_reach_twisted_observers() -> None:
     assert len(mine) == 1
     assert mine[0]["log_level"].name == "warn"
     assert mine[0]["wampd_line"] == "event='connect.failed' error='bad ***'"
+
+
+def test_a_run_that_ends_by_itself_leaves_no_unhandled_error() -> None:
+    """The run ends inside the supervisor's last transition; closing up after it must not
+    ask the supervisor to stop again (automat refuses a reentrant input, and the refusal
+    would surface as an unhandled error in a Deferred)."""
+    failures: list[Any] = []
+
+    def observe(event: Any) -> None:
+        if event.get("log_failure") is not None or event.get("isError"):
+            failures.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        reactor, endpoint = FakeReactor(), RefusingEndpoint()
+        d, _ = start(ApplicationRunner(URL, "realm1"), reactor, endpoint)
+        assert isinstance(outcome(d), RetriesExhausted)
+        del d
+        gc.collect()  # an unhandled failure is logged when its Deferred is collected
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert failures == []
