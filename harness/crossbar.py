@@ -26,6 +26,7 @@ from harness.ports import HOST, free_port, port_open, wait_port_closed
 from harness.procs import (
     REPO_ROOT,
     Proc,
+    ProcessHost,
     proc_state,
     read_tail,
     signal_pids,
@@ -184,11 +185,13 @@ def strip_noise(lines: list[str]) -> list[str]:
     return out
 
 
-class CrossbarRouter:
+class CrossbarRouter(ProcessHost):
     """One Crossbar node on 127.0.0.1:``port`` with its cbdir in ``workdir/.crossbar``.
 
     The log (stdout and stderr, appended across restarts) is ``workdir/crossbar.log``.
     """
+
+    _what = "crossbar router"
 
     def __init__(self, workdir: Path, port: int | None = None, *, realm: str = "realm1") -> None:
         self.workdir = Path(workdir)
@@ -199,7 +202,7 @@ class CrossbarRouter:
         self.cbdir.mkdir(parents=True, exist_ok=True)
         config = router_config(self.port, realm)
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        self._proc: Proc | None = None
+        super().__init__()
         self._paused = False
         self.startup_seconds: float | None = None
         """How long the last start() took until WAMP-ready."""
@@ -209,18 +212,6 @@ class CrossbarRouter:
     def url(self, path: str = "ws") -> str:
         """``ws://127.0.0.1:<port>/<path>``."""
         return f"ws://{HOST}:{self.port}/{path.lstrip('/')}"
-
-    @property
-    def pid(self) -> int:
-        """PID of the controller process (RuntimeError if never started)."""
-        if self._proc is None:
-            raise RuntimeError("crossbar router was never started")
-        return self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        """True while the controller process is alive (paused counts as running)."""
-        return self._proc is not None and self._proc.running
 
     @property
     def paused(self) -> bool:
@@ -377,14 +368,6 @@ class CrossbarRouter:
             fh.write(line + "\n")
 
     # -- context manager ---------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         pid = self._proc.pid if self._proc else None

@@ -52,7 +52,7 @@ from autobahn.websocket.types import ConnectionDeny
 
 from harness.poll import poll
 from harness.ports import HOST, free_port
-from harness.procs import Proc, harness_env, parse_json_lines, python_module
+from harness.procs import Proc, ProcessHost, harness_env, parse_json_lines, python_module
 
 # WAMP message type codes.
 HELLO, WELCOME, ABORT, GOODBYE, ERROR = 1, 2, 3, 6, 8
@@ -336,12 +336,14 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-class FakeRouter:
+class FakeRouter(ProcessHost):
     """Runs ``python -m harness.fake_router`` as a subprocess on 127.0.0.1:``port``.
 
     Files in ``workdir``: ``fake-router-events.jsonl`` (events, appended across restarts)
     and ``fake-router.log`` (stdout/stderr).
     """
+
+    _what = "fake router"
 
     def __init__(
         self,
@@ -364,7 +366,7 @@ class FakeRouter:
         self.max_lifetime = max_lifetime
         self.events_path = self.workdir / "fake-router-events.jsonl"
         self.log_path = self.workdir / "fake-router.log"
-        self._proc: Proc | None = None
+        super().__init__()
 
     def url(self, path: str = "ws") -> str:
         """``ws://127.0.0.1:<port>/<path>`` (the fake router ignores the path)."""
@@ -383,18 +385,6 @@ class FakeRouter:
             args += ["--misbehave", self.misbehave]
         args += ["--max-lifetime", str(self.max_lifetime)]
         return python_module("harness.fake_router", *args)
-
-    @property
-    def pid(self) -> int:
-        """PID of the router process."""
-        if self._proc is None:
-            raise RuntimeError("fake router was never started")
-        return self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        """True while the router process is alive."""
-        return self._proc is not None and self._proc.running
 
     def start(self, timeout: float = 15.0) -> Self:
         """Start the router and wait for its ``READY`` line; return self."""
@@ -467,14 +457,6 @@ class FakeRouter:
     def log_tail(self, n: int = 50) -> str:
         """The last ``n`` lines of the router's stdout/stderr log."""
         return self._proc.log_tail(n) if self._proc else ""
-
-    def __enter__(self) -> Self:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<FakeRouter port={self.port} running={self.running}>"

@@ -471,6 +471,46 @@ class Proc:
         return f"<Proc {self.name} pid={pid} running={self.running}>"
 
 
+class ProcessHost:
+    """Something the harness runs as one :class:`Proc` (a router, a server), started later.
+
+    Subclasses set :attr:`_proc` when they start it, name themselves in :attr:`_what`, and
+    have ``start()`` and ``stop()``; as a context manager it is started and stopped.
+    """
+
+    _what = "process"
+
+    def __init__(self) -> None:
+        self._proc: Proc | None = None
+
+    @property
+    def pid(self) -> int:
+        """PID of the main process (RuntimeError if never started)."""
+        if self._proc is None:
+            raise RuntimeError(f"{self._what} was never started")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        """True while the main process is alive (a paused one counts as running)."""
+        return self._proc is not None and self._proc.running
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Started (unless it already runs); stopped again at the end of the block."""
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def python_module(module: str, *args: str) -> list[str]:
     """argv running ``module`` with this interpreter (use with :func:`harness_env`)."""
     return [sys.executable, "-m", module, *args]
