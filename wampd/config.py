@@ -20,7 +20,6 @@ masks them.  Note that :func:`dataclasses.asdict` does *not* mask them: use
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import difflib
 import ipaddress
@@ -42,7 +41,7 @@ import tomli_w
 
 from wampd.errors import ConfigError
 
-from .spec import keys, schema, setting, settings
+from .spec import Setting, default_of, keys, schema, setting, settings
 
 __all__ = [
     "DEFAULT_FATAL_ERRORS",
@@ -60,6 +59,7 @@ __all__ = [
     "TLSConfig",
     "config_path",
     "document",
+    "from_keywords",
     "json_schema",
     "load_config",
     "parse_config",
@@ -143,6 +143,15 @@ def _choice(default: str, doc: str, choices: Mapping[str, str]) -> Any:
     )
 
 
+def _word(doc: str) -> Any:
+    """An optional string without whitespace (a realm, a role); None when absent."""
+    return setting(None, doc=doc, schema=_WORD, read=lambda t, key, d: t.word(key))
+
+
+def _tls_file(doc: str) -> Any:
+    return setting(None, doc=doc, schema=_TEXT, read=lambda t, key, d: _read_tls_file(t, key))
+
+
 _WORD: Final = {"type": "string", "pattern": "^\\S+$"}
 _TEXT: Final = {"type": "string", "minLength": 1, "pattern": "\\S"}
 
@@ -160,19 +169,18 @@ _LOG_LEVELS: Final = {
 class TLSConfig:
     """TLS options for ``wss://`` URLs; file paths are absolute when loaded from a file."""
 
-    ca_file: str | None = setting(
-        None,
-        doc="wss:// only: CA bundle (PEM) the router's certificate must chain to",
-        schema=_TEXT,
+    ca_file: str | None = _tls_file(
+        "wss:// only: CA bundle (PEM) the router's certificate must chain to"
     )
-    cert_file: str | None = setting(
-        None, doc="wss:// only: client certificate (PEM) for mTLS, with key_file", schema=_TEXT
+    cert_file: str | None = _tls_file(
+        "wss:// only: client certificate (PEM) for mTLS, with key_file"
     )
-    key_file: str | None = setting(
-        None, doc="wss:// only: the client certificate's private key (PEM)", schema=_TEXT
-    )
+    key_file: str | None = _tls_file("wss:// only: the client certificate's private key (PEM)")
     verify: bool = setting(
-        True, doc="wss:// only: verify the router's certificate", schema={"type": "boolean"}
+        True,
+        doc="wss:// only: verify the router's certificate",
+        schema={"type": "boolean"},
+        read=lambda t, key, d: _read_verify(t, key),
     )
 
 
@@ -180,12 +188,19 @@ class TLSConfig:
 class ProxyConfig:
     """An HTTP ``CONNECT`` proxy to reach the router through."""
 
-    host: str = setting(doc="the proxy's host", required=True, example="proxy", schema=_WORD)
+    host: str = setting(
+        doc="the proxy's host",
+        required=True,
+        example="proxy",
+        schema=_WORD,
+        read=lambda t, key, d: t.word(key),
+    )
     port: int = setting(
         doc="the proxy's port",
         required=True,
         example=3128,
         schema={"type": "integer", "minimum": 1, "maximum": 65535},
+        read=lambda t, key, d: t.integer(key, 0, minimum=1, maximum=65535),
     )
 
 
@@ -195,12 +210,18 @@ class AuthConfig:
 
     method: str = _choice("anonymous", "anonymous | ticket | wampcra", _AUTH_METHODS)
     authid: str | None = setting(
-        None, doc="the authid (required for ticket and wampcra)", example="agent", schema=_TEXT
+        None,
+        doc="the authid (required for ticket and wampcra)",
+        example="agent",
+        schema=_TEXT,
+        read=lambda t, key, d: t.string(key),
     )
-    authrole: str | None = setting(None, doc="the authrole to ask for", schema=_WORD)
+    authrole: str | None = _word("the authrole to ask for")
+    #: Read with the method, by :func:`_check_auth`.
     secret: Secret | None = setting(
         None,
         doc="the ticket or WAMP-CRA secret",
+        read=lambda t, key, d: None,
         aliases={
             "secret_file": ("a file holding the ticket or secret (preferred)", _TEXT),
             "secret_env": (
@@ -235,12 +256,14 @@ class RouterConfig:
                 },
             ]
         },
+        read=lambda t, key, d: _read_urls(t, key),
     )
     realm: str = setting(
         "",
         doc="the realm to join; may be left out if every component sets its own",
         example="realm1",
         schema=_WORD,
+        read=lambda t, key, d: _read_realm(t, key),
     )
     serializers: tuple[str, ...] = setting(
         _SERIALIZERS,
@@ -251,11 +274,13 @@ class RouterConfig:
             "uniqueItems": True,
             "items": {"type": "string", "enum": list(_SERIALIZERS)},
         },
+        read=lambda t, key, d: _read_serializers(t, key, d),  # noqa: PLW0108 (defined below)
     )
     headers: Mapping[str, str] = setting(
         doc='extra WebSocket headers, e.g. { X-Edge-Id = "a1" }',
         default_factory=_empty_mapping,
         schema={"type": "object", "additionalProperties": {"type": "string"}},
+        read=lambda t, key, d: _read_headers(t, key, d),  # noqa: PLW0108 (defined below)
     )
     tls: TLSConfig = setting(TLSConfig(), doc="TLS for wss:// URLs", flatten=True, record=TLSConfig)
     proxy: ProxyConfig | None = setting(
@@ -290,7 +315,7 @@ class ReconnectConfig:
         DEFAULT_FATAL_ERRORS,
         doc="router errors that end the daemon (exit 78) instead of being retried",
         schema={"type": "array", "items": {"type": "string", "pattern": "^\\S+$"}},
-        read=lambda t, key, d: _parse_fatal_errors(t, d),
+        read=lambda t, key, d: _read_fatal_errors(t, key, d),  # noqa: PLW0108 (defined below)
     )
 
 
@@ -313,7 +338,7 @@ class HTTPConfig:
         "127.0.0.1:9100",
         doc='metrics and health endpoints: "host:port", "[ipv6]:port"; "" disables',
         schema={"type": "string"},
-        read=lambda t, key, d: _parse_listen(t, d),
+        read=lambda t, key, d: _read_listen(t, key, d),  # noqa: PLW0108 (defined below)
     )
 
     @property
@@ -355,35 +380,31 @@ class ComponentSpec:
         required=True,
         example="backend",
         schema={"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        read=lambda t, key, d: _read_name(t, key),
     )
     entry: str = setting(
         doc="package.module:attribute",
         required=True,
         example="myapp.backend:Backend",
         schema={"type": "string", "pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_][\\w.]*$"},
+        read=lambda t, key, d: _read_entry(t, key),
     )
     extra: Mapping[str, Any] = setting(
         doc="reaches the component as config.extra",
         default_factory=_empty_mapping,
         example={"any": "table"},
         schema={"type": "object"},
+        read=lambda t, key, d: _read_extra(t, key, d),  # noqa: PLW0108 (defined below)
     )
-    realm: str | None = setting(None, doc="this component's own realm", schema=_WORD)
+    realm: str | None = _word("this component's own realm")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole validated configuration."""
 
     router: RouterConfig = setting(
         doc="where the router is and how to join it", required=True, record=RouterConfig
-    )
-    components: tuple[ComponentSpec, ...] = setting(
-        key="component",
-        doc="one or more",
-        required=True,
-        record=ComponentSpec,
-        many=True,
     )
     reconnect: ReconnectConfig = setting(
         ReconnectConfig(), doc="backoff between attempts", record=ReconnectConfig
@@ -395,6 +416,14 @@ class Config:
     log: LogConfig = setting(LogConfig(), doc="the log on stdout", record=LogConfig)
     shutdown: ShutdownConfig = setting(
         ShutdownConfig(), doc="leaving on SIGTERM", record=ShutdownConfig
+    )
+    components: tuple[ComponentSpec, ...] = setting(
+        key="component",
+        doc="one or more",
+        required=True,
+        record=ComponentSpec,
+        many=True,
+        unique="name",
     )
     warnings: tuple[str, ...] = ()
     source: str | None = None
@@ -469,32 +498,34 @@ def parse_config(
     """
     if not isinstance(data, Mapping):
         raise ConfigError([f"config: must be a table, got {_show(data)}"])
-    ctx = _Context(environ, base_dir, check_entry)
-    top = _Table(ctx, "", data, _TOP_KEYS)
-    raw_components = data.get("component", _MISSING)
-    router = _parse_router(ctx, top, realm_optional=_all_have_realm(raw_components))
-    reconnect = _read(top.section("reconnect", keys(ReconnectConfig)), ReconnectConfig)
-    keepalive = _read(top.section("keepalive", keys(KeepaliveConfig)), KeepaliveConfig)
-    http = _read(top.section("http", keys(HTTPConfig)), HTTPConfig)
-    log = _read(top.section("log", keys(LogConfig)), LogConfig)
-    shutdown = _read(top.section("shutdown", keys(ShutdownConfig)), ShutdownConfig)
-    components = _parse_components(ctx, raw_components)
-    if ctx.problems or router is None:
-        raise ConfigError(ctx.problems or ["router: missing (required)"])
-    return Config(
-        router=router,
-        components=components,
-        reconnect=reconnect,
-        keepalive=keepalive,
-        http=http,
-        log=log,
-        shutdown=shutdown,
-        warnings=tuple(ctx.warnings),
-        source=source,
-    )
+    ctx = _Context(environ, base_dir, check_entry, _all_have_realm(data.get("component")))
+    values = _values(_Table(ctx, "", data, keys(Config)), Config)
+    if ctx.problems:
+        raise ConfigError(ctx.problems)
+    return Config(**values, warnings=tuple(ctx.warnings), source=source)
 
 
-def document(config: Config) -> dict[str, Any]:
+def from_keywords(
+    record: type[_R], given: Mapping[str, Any], names: Mapping[str, str], **defaults: Any
+) -> _R:
+    """``record`` from keyword arguments (the drop-in API's), checked by the same
+    declarations as the loader's tables and in the same words: ``names`` maps a field's
+    TOML key to the keyword that gives it; a keyword absent or None takes ``defaults``'
+    value, else the setting's default.
+
+    :raises ValueError: naming each bad keyword, e.g. ``ping_timeout: must be > 0 when
+        ping_interval > 0, got 0``.
+    """
+    data = dict(defaults)
+    data.update({key: given[kw] for key, kw in names.items() if given.get(kw) is not None})
+    ctx = _Context({}, None)
+    value = _record(_Keywords(ctx, data, names), record)
+    if ctx.problems:
+        raise ValueError("; ".join(ctx.problems))
+    return value
+
+
+def document(config: Any) -> dict[str, Any]:
     """The effective configuration as a TOML document of the input's shape: every default
     filled in, secrets as ``***``. Saved as a file, it loads to the same configuration
     (except inline secrets and masked values, which stay ``***``).
@@ -504,47 +535,30 @@ def document(config: Config) -> dict[str, Any]:
     from a file or an environment variable keep their ``secret_file`` / ``secret_env`` key,
     file paths are absolute, and keys that are absent and have no default are left out.
     """
-    router, auth = config.router, config.router.auth
-    out_router: dict[str, Any] = {
-        "url": router.urls[0] if len(router.urls) == 1 else list(router.urls),
-    }
-    if router.realm:
-        out_router["realm"] = router.realm
-    out_router["serializers"] = list(router.serializers)
-    if _any_secure(list(router.urls)):  # TLS keys apply only to wss:// URLs
-        tls = dataclasses.asdict(router.tls)
-        out_router.update({k: v for k, v in tls.items() if v is not None})
-    if router.headers:
-        out_router["headers"] = _masked(router.headers)
-    if router.proxy is not None:
-        out_router["proxy"] = {"host": router.proxy.host, "port": router.proxy.port}
-    out_auth: dict[str, Any] = {"method": auth.method}
-    out_auth.update({k: v for k, v in (("authid", auth.authid), ("authrole", auth.authrole)) if v})
-    if auth.secret is not None:
-        secret = auth.secret
-        out_auth[secret.key] = secret.source if secret.source is not None else _REDACTED
-    out_router["auth"] = out_auth
-    components: list[dict[str, Any]] = []
-    for spec in config.components:
-        component: dict[str, Any] = {"name": spec.name, "entry": spec.entry}
-        if spec.realm:
-            component["realm"] = spec.realm
-        if spec.extra:
-            component["extra"] = _masked(spec.extra)
-        components.append(component)
-    reconnect = dataclasses.asdict(config.reconnect)
-    reconnect["fatal_errors"] = list(config.reconnect.fatal_errors)
-    if reconnect["max_retries"] is None:
-        reconnect["max_retries"] = -1  # TOML has no null: -1 is "no limit"
-    return {
-        "router": out_router,
-        "reconnect": reconnect,
-        "keepalive": dataclasses.asdict(config.keepalive),
-        "http": {"listen": config.http.listen},
-        "log": dataclasses.asdict(config.log),
-        "shutdown": dataclasses.asdict(config.shutdown),
-        "component": components,
-    }
+    out: dict[str, Any] = {}
+    for f, declared in settings(type(config)):
+        value, key = getattr(config, f.name), declared.key or f.name
+        if declared.flatten:
+            if value != default_of(f):  # TLS keys are set only where a wss:// URL uses them
+                out.update(document(value))
+        elif isinstance(value, Secret):
+            out[value.key] = value.source if value.source is not None else _REDACTED
+        elif value is None and declared.toml_default is not None:
+            out[key] = declared.toml_default  # TOML has no null: max_retries = -1
+        elif value is None or (value in ("", {}, ()) and value == default_of(f)):
+            continue  # absent, and no default
+        elif declared.many:
+            out[key] = [document(item) for item in value]
+        elif declared.record is not None:
+            out[key] = document(value)
+        elif isinstance(value, Mapping):
+            out[key] = _masked(value)
+        elif isinstance(value, tuple):
+            one = "oneOf" in declared.schema and len(value) == 1  # url: one, or an array
+            out[key] = value[0] if one else list(value)
+        else:
+            out[key] = value
+    return out
 
 
 def json_schema() -> dict[str, Any]:
@@ -633,15 +647,6 @@ class _Missing:
 
 _MISSING: Final = _Missing()
 
-_TOP_KEYS: Final = keys(Config)
-_ROUTER_KEYS: Final = keys(RouterConfig)
-_TLS_FILE_KEYS: Final = tuple(k for k in keys(TLSConfig) if k != "verify")
-_AUTH_KEYS: Final = keys(AuthConfig)
-_SECRET_KEYS: Final = tuple(
-    next(declared for f, declared in settings(AuthConfig) if f.name == "secret").aliases
-)
-_COMPONENT_KEYS: Final = keys(ComponentSpec)
-
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 _COMPONENT_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -667,20 +672,17 @@ _KINDS: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
 )
 
 
+@dataclass
 class _Context:
     """Collects the problems and warnings of one parse, and knows where files are."""
 
-    def __init__(
-        self,
-        environ: Mapping[str, str],
-        base_dir: Path | None,
-        check_entry: EntryCheck | None = None,
-    ) -> None:
-        self.environ = environ
-        self.base_dir = base_dir
-        self.check_entry = check_entry
-        self.problems: list[str] = []
-        self.warnings: list[str] = []
+    environ: Mapping[str, str]
+    base_dir: Path | None
+    check_entry: EntryCheck | None = None
+    #: Whether every component names its own realm (``router.realm`` may be left out).
+    realm_optional: bool = False
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def problem(self, key: str, text: str) -> None:
         self.problems.append(f"{key}: {text}")
@@ -733,10 +735,6 @@ class _Table:
             self.problem(name, f"must be a table, got {_show(value)}")
             return None
         return _Table(self.ctx, self.sub(name), value, known)
-
-    def section(self, name: str, known: Sequence[str]) -> _Table:
-        """Like :meth:`table`, but an empty table (all defaults) when absent or invalid."""
-        return self.table(name, known) or _Table(self.ctx, self.sub(name), {}, known)
 
     def number(
         self, name: str, default: float, *, minimum: float = 0.0, exclusive: bool = False
@@ -809,6 +807,17 @@ class _Table:
         return None
 
 
+class _Keywords(_Table):
+    """Keyword arguments as a table: problems name the keyword, not the TOML key."""
+
+    def __init__(self, ctx: _Context, data: Mapping[str, Any], names: Mapping[str, str]) -> None:
+        super().__init__(ctx, "", data, list(data))
+        self.names = names
+
+    def sub(self, name: str) -> str:
+        return self.names.get(name, name)
+
+
 def _check_unknown(
     ctx: _Context, prefix: str, data: Mapping[str, Any], known: Sequence[str], *, top: bool
 ) -> None:
@@ -824,43 +833,162 @@ def _check_unknown(
 
 
 # --------------------------------------------------------------------------------------
+# Reading a table by its record's declarations
+# --------------------------------------------------------------------------------------
+
+
+def _values(t: _Table, record: type) -> dict[str, Any]:
+    """Each field of ``record`` read from ``t`` by its own declaration (a sub-table, an
+    array of them, or a key and its reader), then the record's cross-checks for the keys
+    that were themselves fine."""
+    values: dict[str, Any] = {}
+    fine: set[str] = set()
+    for f, declared in settings(record):
+        key, before = declared.key or f.name, len(t.ctx.problems)
+        default = default_of(f)
+        if declared.required and not declared.many and not t.require(key):
+            values[f.name] = None
+        elif declared.read is not None:
+            values[f.name] = declared.read(t, key, default)
+        elif declared.flatten:
+            assert declared.record is not None
+            values[f.name] = _record(t, declared.record)
+        elif declared.many:
+            values[f.name] = _many(t, key, declared)
+        else:
+            assert declared.record is not None, f"{record.__name__}.{f.name} has no reader"
+            known = keys(declared.record)
+            sub = t.table(key, known)
+            if sub is None and default is not None:  # absent: the record's defaults
+                sub = _Table(t.ctx, t.sub(key), {}, known)
+            values[f.name] = None if sub is None else _record(sub, declared.record)
+        if len(t.ctx.problems) == before:
+            fine.add(f.name)
+    check = _CHECKS.get(record)
+    if check is not None:
+        check(t, values, fine)
+    return values
+
+
+def _record(t: _Table, record: type[_R]) -> _R:
+    return record(**_values(t, record))
+
+
+def _many(t: _Table, key: str, declared: Setting) -> tuple[Any, ...]:
+    """An array of tables (``[[component]]``), at least one; ``declared.unique`` names
+    the field no two may share."""
+    raw = t.raw(key)
+    if raw is _MISSING or (isinstance(raw, list | tuple) and not raw):
+        t.problem(key, f"at least one [[{key}]] is required")
+        return ()
+    if not isinstance(raw, list | tuple):
+        t.problem(key, f"must be an array of tables ([[{key}]]), got {_show(raw)}")
+        return ()
+    assert declared.record is not None
+    items: list[Any] = []
+    seen: dict[Any, int] = {}
+    for i, item in enumerate(raw):
+        where = f"{t.sub(key)}[{i}]"
+        if not isinstance(item, Mapping):
+            t.ctx.problem(where, f"must be a table, got {_show(item)}")
+            continue
+        before = len(t.ctx.problems)
+        value: Any = _record(_Table(t.ctx, where, item, keys(declared.record)), declared.record)
+        if len(t.ctx.problems) != before:
+            continue
+        if declared.unique is not None:
+            unique = getattr(value, declared.unique)
+            if unique in seen:
+                t.ctx.problem(
+                    f"{where}.{declared.unique}",
+                    f"duplicate {declared.unique} {_show(unique)} (also {key}[{seen[unique]}])",
+                )
+            else:
+                seen[unique] = i
+        items.append(value)
+    return tuple(items)
+
+
+# -- cross-checks: what one key cannot say alone ------------------------------------------
+
+
+def _check_reconnect(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+    initial, maximum = values["initial_delay"], values["max_delay"]
+    if {"initial_delay", "max_delay"} <= fine and maximum < initial:
+        t.problem(
+            "max_delay",
+            f"must be >= {t.sub('initial_delay')} (got {_num(maximum)} < {_num(initial)})",
+        )
+
+
+def _check_keepalive(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+    interval, timeout = values["ping_interval"], values["ping_timeout"]
+    if {"ping_interval", "ping_timeout"} <= fine and interval > 0 and timeout <= 0:
+        t.problem(
+            "ping_timeout",
+            f"must be > 0 when {t.sub('ping_interval')} > 0, got {_num(timeout)}",
+        )
+
+
+def _check_tls(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+    """A client certificate comes with its key, and the other way round."""
+    for have, lacking in (("cert_file", "key_file"), ("key_file", "cert_file")):
+        given = have in t.data and isinstance(t.raw(have), str) and t.raw(have).strip()
+        if given and lacking not in t.data and _any_secure(t.raw("url")):
+            t.problem(lacking, f"missing (required together with {t.sub(have)})")
+            return
+
+
+def _check_auth(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+    """The secret the method needs: exactly one of its keys, none for anonymous."""
+    method, given = values["method"], [k for k in _SECRET_KEYS if k in t.data]
+    if "method" not in fine:
+        return
+    if method == "anonymous":
+        for name in given:
+            t.problem(name, 'not allowed with method "anonymous" (set router.auth.method)')
+        return
+    t.require("authid", f'required for method "{method}"')
+    if len(given) == 1:
+        values["secret"] = _SECRET_READERS[given[0]](t.ctx, t)
+    elif not given:
+        t.ctx.problem(t.key, f'method "{method}" needs one of secret_file, secret_env or secret')
+    else:
+        t.ctx.problem(
+            t.key, f"give only one of secret_file, secret_env, secret (got {', '.join(given)})"
+        )
+
+
+_CHECKS: Final[dict[type, Callable[[_Table, dict[str, Any], set[str]], None]]] = {
+    ReconnectConfig: _check_reconnect,
+    KeepaliveConfig: _check_keepalive,
+    TLSConfig: _check_tls,
+    AuthConfig: _check_auth,
+}
+
+_SECRET_KEYS: Final = tuple(
+    next(declared for f, declared in settings(AuthConfig) if f.name == "secret").aliases
+)
+
+
+# --------------------------------------------------------------------------------------
 # [router]
 # --------------------------------------------------------------------------------------
 
 
-def _parse_router(ctx: _Context, top: _Table, *, realm_optional: bool) -> RouterConfig | None:
-    if not top.require("router"):
-        return None
-    t = top.table("router", _ROUTER_KEYS)
-    if t is None:
-        return None
-    urls = _parse_urls(t)
-    return RouterConfig(
-        urls=urls,
-        realm=_parse_realm(t, optional=realm_optional),
-        serializers=_parse_serializers(t),
-        headers=_parse_headers(t),
-        tls=_parse_tls(ctx, t, secure=_any_secure(t.raw("url"))),
-        proxy=_parse_proxy(t),
-        auth=_parse_auth(ctx, t.section("auth", _AUTH_KEYS)),
-    )
-
-
-def _parse_urls(t: _Table) -> tuple[str, ...]:
-    raw = t.raw("url")
-    if not t.require("url"):
-        return ()
+def _read_urls(t: _Table, key: str) -> tuple[str, ...]:
+    raw = t.raw(key)
     if isinstance(raw, str):
-        items = [(t.sub("url"), raw)]
+        items = [(t.sub(key), raw)]
     elif isinstance(raw, list | tuple) and raw:
-        items = [(f"{t.sub('url')}[{i}]", value) for i, value in enumerate(raw)]
+        items = [(f"{t.sub(key)}[{i}]", value) for i, value in enumerate(raw)]
     else:
         t.problem(
-            "url", f"must be a ws:// or wss:// URL or a non-empty array of them, got {_show(raw)}"
+            key, f"must be a ws:// or wss:// URL or a non-empty array of them, got {_show(raw)}"
         )
         return ()
     urls: list[str] = []
-    for key, value in items:
+    for where, value in items:
         why = (
             _url_problem(value)
             if isinstance(value, str)
@@ -869,7 +997,7 @@ def _parse_urls(t: _Table) -> tuple[str, ...]:
         if why is None:
             urls.append(value)
         else:
-            t.ctx.problem(key, why)
+            t.ctx.problem(where, why)
     return tuple(urls)
 
 
@@ -906,54 +1034,54 @@ def _any_secure(raw: Any) -> bool:
     return any(isinstance(v, str) and v.strip().lower().startswith("wss:") for v in values)
 
 
-def _parse_realm(t: _Table, *, optional: bool) -> str:
-    if "realm" not in t.data:
-        if not optional:
-            t.problem("realm", "missing (required)")
+def _read_realm(t: _Table, key: str) -> str:
+    if key not in t.data:
+        if not t.ctx.realm_optional:
+            t.problem(key, "missing (required)")
         return ""
-    return t.word("realm") or ""
+    return t.word(key) or ""
 
 
-def _parse_serializers(t: _Table) -> tuple[str, ...]:
-    raw = t.raw("serializers")
+def _read_serializers(t: _Table, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = t.raw(key)
     if raw is _MISSING:
-        return _SERIALIZERS
+        return default
     if not isinstance(raw, list | tuple) or not raw:
         allowed = ", ".join(_SERIALIZERS)
-        t.problem("serializers", f"must be a non-empty array of {allowed}, got {_show(raw)}")
-        return _SERIALIZERS
+        t.problem(key, f"must be a non-empty array of {allowed}, got {_show(raw)}")
+        return default
     result: list[str] = []
     for i, value in enumerate(raw):
-        key = f"{t.sub('serializers')}[{i}]"
+        where = f"{t.sub(key)}[{i}]"
         if value not in _SERIALIZERS:
             allowed = ", ".join(f'"{s}"' for s in _SERIALIZERS)
-            t.ctx.problem(key, f"must be one of {allowed}, got {_show(value)}")
+            t.ctx.problem(where, f"must be one of {allowed}, got {_show(value)}")
         elif value in result:
-            t.ctx.problem(key, f"duplicate serializer {_show(value)}")
+            t.ctx.problem(where, f"duplicate serializer {_show(value)}")
         else:
             result.append(value)
     return tuple(result)
 
 
-def _parse_headers(t: _Table) -> Mapping[str, str]:
-    raw = t.raw("headers")
+def _read_headers(t: _Table, key: str, default: Mapping[str, str]) -> Mapping[str, str]:
+    raw = t.raw(key)
     if raw is _MISSING:
-        return _empty_mapping()
+        return default
     if not isinstance(raw, Mapping):
-        t.problem("headers", f"must be a table of header names to strings, got {_show(raw)}")
-        return _empty_mapping()
+        t.problem(key, f"must be a table of header names to strings, got {_show(raw)}")
+        return default
     headers: dict[str, str] = {}
     seen: set[str] = set()
     for name, value in raw.items():
-        key = _join(t.sub("headers"), str(name))
+        where = _join(t.sub(key), str(name))
         if not isinstance(name, str) or not _HTTP_TOKEN.fullmatch(name):
-            t.ctx.problem(key, "not a valid HTTP header name")
+            t.ctx.problem(where, "not a valid HTTP header name")
         elif name.lower() in seen:
-            t.ctx.problem(key, "duplicate header (names are case-insensitive)")
+            t.ctx.problem(where, "duplicate header (names are case-insensitive)")
         elif not isinstance(value, str):
-            t.ctx.problem(key, f"must be a string, got {_kind(value)}")
+            t.ctx.problem(where, f"must be a string, got {_kind(value)}")
         elif any(c in value for c in "\r\n\0"):
-            t.ctx.problem(key, "must not contain line breaks or NUL characters")
+            t.ctx.problem(where, "must not contain line breaks or NUL characters")
         else:
             headers[name] = value
         if isinstance(name, str):
@@ -961,68 +1089,28 @@ def _parse_headers(t: _Table) -> Mapping[str, str]:
     return MappingProxyType(headers)
 
 
-def _parse_tls(ctx: _Context, t: _Table, *, secure: bool) -> TLSConfig:
-    files = {name: t.string(name) for name in _TLS_FILE_KEYS}
-    verify = t.boolean("verify", True)
-    if not secure:
-        for name in (*_TLS_FILE_KEYS, "verify"):
-            if name in t.data:
-                ctx.warn(t.sub(name), "ignored: no router.url uses wss://")
-        return TLSConfig()
-    if (files["cert_file"] is None) != (files["key_file"] is None):
-        have, lacking = (
-            ("cert_file", "key_file") if files["cert_file"] else ("key_file", "cert_file")
-        )
-        if have in t.data and lacking not in t.data:
-            t.problem(lacking, f"missing (required together with {t.sub(have)})")
-    resolved = {
-        name: None if value is None else _readable_file(ctx, t.sub(name), value)
-        for name, value in files.items()
-    }
+def _read_tls_file(t: _Table, key: str) -> str | None:
+    """A readable file, made absolute; ignored (warned) when no URL is a ``wss://`` one."""
+    raw = t.string(key)
+    if not _any_secure(t.raw("url")):
+        if key in t.data:
+            t.ctx.warn(t.sub(key), "ignored: no router.url uses wss://")
+        return None
+    return None if raw is None else _readable_file(t.ctx, t.sub(key), raw)
+
+
+def _read_verify(t: _Table, key: str) -> bool:
+    verify = t.boolean(key, True)
+    if not _any_secure(t.raw("url")):
+        if key in t.data:
+            t.ctx.warn(t.sub(key), "ignored: no router.url uses wss://")
+        return True
     if not verify:
-        ctx.warn(t.sub("verify"), "false: the router's TLS certificate is not verified")
-    return TLSConfig(
-        ca_file=resolved["ca_file"],
-        cert_file=resolved["cert_file"],
-        key_file=resolved["key_file"],
-        verify=verify,
-    )
+        t.ctx.warn(t.sub(key), "false: the router's TLS certificate is not verified")
+    return verify
 
 
-def _parse_proxy(t: _Table) -> ProxyConfig | None:
-    p = t.table("proxy", keys(ProxyConfig))
-    if p is None:
-        return None
-    before = len(t.ctx.problems)
-    host = p.word("host") if p.require("host") else None
-    port = p.integer("port", 0, minimum=1, maximum=65535) if p.require("port") else 0
-    if host is None or len(t.ctx.problems) != before:
-        return None
-    return ProxyConfig(host=host, port=port)
-
-
-def _parse_auth(ctx: _Context, t: _Table) -> AuthConfig:
-    method = t.choice("method", "anonymous", _AUTH_METHODS)
-    authid = t.string("authid")
-    authrole = t.word("authrole")
-    given = [name for name in _SECRET_KEYS if name in t.data]
-    if method is None:
-        return AuthConfig(authid=authid, authrole=authrole)
-    if method == "anonymous":
-        for name in given:
-            t.problem(name, 'not allowed with method "anonymous" (set router.auth.method)')
-        return AuthConfig(authid=authid, authrole=authrole)
-    t.require("authid", f'required for method "{method}"')
-    secret = None
-    if len(given) == 1:
-        secret = _SECRET_READERS[given[0]](ctx, t)
-    elif not given:
-        ctx.problem(t.key, f'method "{method}" needs one of secret_file, secret_env or secret')
-    else:
-        ctx.problem(
-            t.key, f"give only one of secret_file, secret_env, secret (got {', '.join(given)})"
-        )
-    return AuthConfig(method=method, authid=authid, authrole=authrole, secret=secret)
+# -- secrets ---------------------------------------------------------------------------------
 
 
 def _secret_from_file(ctx: _Context, t: _Table) -> Secret | None:
@@ -1118,81 +1206,39 @@ def _readable_file(ctx: _Context, key: str, raw: str) -> str | None:
 # --------------------------------------------------------------------------------------
 
 
-def _read(t: _Table, record: type[_R]) -> _R:
-    """A section whose every setting has a reader: each key read and checked by its own
-    declaration, then the section's cross-checks (for keys that were themselves fine)."""
-    values: dict[str, Any] = {}
-    fine: set[str] = set()
-    for f, declared in settings(record):
-        assert declared.read is not None, f"{record.__name__}.{f.name} has no reader"
-        before = len(t.ctx.problems)
-        default = f.default if f.default is not dataclasses.MISSING else None
-        values[f.name] = declared.read(t, declared.key or f.name, default)
-        if len(t.ctx.problems) == before:
-            fine.add(f.name)
-    check = _CHECKS.get(record)
-    if check is not None:
-        check(t, values, fine)
-    return record(**values)
-
-
-def _check_reconnect(t: _Table, values: Mapping[str, Any], fine: set[str]) -> None:
-    initial, maximum = values["initial_delay"], values["max_delay"]
-    if {"initial_delay", "max_delay"} <= fine and maximum < initial:
-        t.problem(
-            "max_delay",
-            f"must be >= {t.sub('initial_delay')} (got {_num(maximum)} < {_num(initial)})",
-        )
-
-
-def _check_keepalive(t: _Table, values: Mapping[str, Any], fine: set[str]) -> None:
-    interval, timeout = values["ping_interval"], values["ping_timeout"]
-    if {"ping_interval", "ping_timeout"} <= fine and interval > 0 and timeout <= 0:
-        t.problem(
-            "ping_timeout",
-            f"must be > 0 when {t.sub('ping_interval')} > 0, got {_num(timeout)}",
-        )
-
-
-_CHECKS: Final[dict[type, Callable[[_Table, Mapping[str, Any], set[str]], None]]] = {
-    ReconnectConfig: _check_reconnect,
-    KeepaliveConfig: _check_keepalive,
-}
-
-
 def _no_limit(retries: int) -> int | None:
     """``-1``, TOML's "no limit", as None."""
     return None if retries == -1 else retries
 
 
-def _parse_fatal_errors(t: _Table, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = t.raw("fatal_errors")
+def _read_fatal_errors(t: _Table, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = t.raw(key)
     if raw is _MISSING:
         return default
     if not isinstance(raw, list | tuple):
-        t.problem("fatal_errors", f"must be an array of WAMP error URIs, got {_show(raw)}")
+        t.problem(key, f"must be an array of WAMP error URIs, got {_show(raw)}")
         return default
     for i, value in enumerate(raw):
         if not _is_word(value):
             t.ctx.problem(
-                f"{t.sub('fatal_errors')}[{i}]",
+                f"{t.sub(key)}[{i}]",
                 f"must be a non-empty URI without whitespace, got {_show(value)}",
             )
     return tuple(str(v) for v in raw)
 
 
-def _parse_listen(t: _Table, default: str) -> str:
-    value = t.raw("listen")
+def _read_listen(t: _Table, key: str, default: str) -> str:
+    value = t.raw(key)
     if value is _MISSING:
         return default
     if not isinstance(value, str):
-        t.problem("listen", f'must be "host:port", "[ipv6]:port" or "", got {_show(value)}')
+        t.problem(key, f'must be "host:port", "[ipv6]:port" or "", got {_show(value)}')
         return default
     try:
         _split_listen(value)
     except ValueError as exc:
         t.problem(
-            "listen",
+            key,
             f'{exc}; expected "host:port", "[ipv6]:port" or "" (disabled), got {_show(value)}',
         )
         return default
@@ -1234,68 +1280,40 @@ def _all_have_realm(raw: Any) -> bool:
     )
 
 
-def _parse_components(ctx: _Context, raw: Any) -> tuple[ComponentSpec, ...]:
-    if raw is _MISSING or (isinstance(raw, list | tuple) and not raw):
-        ctx.problem("component", "at least one [[component]] is required")
-        return ()
-    if not isinstance(raw, list | tuple):
-        ctx.problem("component", f"must be an array of tables ([[component]]), got {_show(raw)}")
-        return ()
-    specs: list[ComponentSpec] = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(raw):
-        key = f"component[{i}]"
-        if not isinstance(item, Mapping):
-            ctx.problem(key, f"must be a table, got {_show(item)}")
-            continue
-        spec = _parse_component(_Table(ctx, key, item, _COMPONENT_KEYS))
-        if spec is None:
-            continue
-        if spec.name in seen:
-            ctx.problem(
-                f"{key}.name",
-                f"duplicate name {_show(spec.name)} (also component[{seen[spec.name]}])",
-            )
-        else:
-            seen[spec.name] = i
-        specs.append(spec)
-    return tuple(specs)
+def _read_name(t: _Table, key: str) -> str | None:
+    name = t.raw(key)
+    if isinstance(name, str) and _COMPONENT_NAME.fullmatch(name):
+        return name
+    t.problem(key, f"must be a non-empty string of [A-Za-z0-9_.-], got {_show(name)}")
+    return None
 
 
-def _parse_component(t: _Table) -> ComponentSpec | None:
-    before = len(t.ctx.problems)
-    name = t.raw("name")
-    if t.require("name") and not (isinstance(name, str) and _COMPONENT_NAME.fullmatch(name)):
-        t.problem("name", f"must be a non-empty string of [A-Za-z0-9_.-], got {_show(name)}")
-    entry = t.raw("entry")
-    if t.require("entry") and not (isinstance(entry, str) and _is_entry(entry)):
+def _read_entry(t: _Table, key: str) -> str | None:
+    """``module:attribute``, and (the CLI's check) importable as a component."""
+    entry, name = t.raw(key), t.raw("name")
+    if not (isinstance(entry, str) and _is_entry(entry)):
         t.problem(
-            "entry",
-            f'must be "package.module:attribute" (attribute may be dotted), got {_show(entry)}',
+            key, f'must be "package.module:attribute" (attribute may be dotted), got {_show(entry)}'
         )
-    elif isinstance(entry, str) and t.ctx.check_entry is not None:
-        why = t.ctx.check_entry(str(name), entry)
-        if why is not None:
-            t.problem("entry", why)
-    extra = _parse_extra(t)
-    realm = t.word("realm")
-    if len(t.ctx.problems) != before:
         return None
-    return ComponentSpec(name=str(name), entry=str(entry), extra=extra, realm=realm)
+    why = None if t.ctx.check_entry is None else t.ctx.check_entry(str(name), entry)
+    if why is not None:
+        t.problem(key, why)
+    return entry
 
 
-def _parse_extra(t: _Table) -> Mapping[str, Any]:
-    raw = t.raw("extra")
+def _read_extra(t: _Table, key: str, default: Mapping[str, Any]) -> Mapping[str, Any]:
+    raw = t.raw(key)
     if raw is _MISSING:
-        return _empty_mapping()
+        return default
     if not isinstance(raw, Mapping):
-        t.problem("extra", f"must be a table, got {_show(raw)}")
-        return _empty_mapping()
+        t.problem(key, f"must be a table, got {_show(raw)}")
+        return default
     try:
         return MappingProxyType(_plain_copy(raw))
     except RecursionError:
-        t.problem("extra", "nested too deeply")
-        return _empty_mapping()
+        t.problem(key, "nested too deeply")
+        return default
 
 
 def _is_entry(entry: str) -> bool:

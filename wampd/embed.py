@@ -26,8 +26,8 @@ from .config import (
     ReconnectConfig,
     ShutdownConfig,
     _split_listen,
+    from_keywords,
 )
-from .spec import settings
 from .supervisor import RetryPolicy
 from .wamp import SessionFactory, WampSettings
 
@@ -67,7 +67,7 @@ class HostSettings:
     jitter: Jitter | None = None
     #: Router ABORT reasons that end the session for good after one attempt.
     fatal_errors: frozenset[str] = frozenset(DEFAULT_FATAL_ERRORS)
-    # The defaults are the daemon's, from its settings (see _SAME_AS).
+    # The defaults are the daemon's, from its settings.
     #: Seconds a session must stay joined before its outage counts as over.
     stable_after: float = ReconnectConfig.stable_after
     #: WebSocket ping every this many seconds (0: off) ...
@@ -89,7 +89,8 @@ class HostSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> HostSettings:
         """Validate ``options``: an unknown name is a ``TypeError``, a bad value a
-        ``ValueError``; both name the keyword."""
+        ``ValueError``; both name the keyword. The daemon's settings are checked by their
+        declarations (:func:`~wampd.config.from_keywords`), in the loader's words."""
         known = [f.name for f in fields(cls)]
         for key in options:
             if key not in known:
@@ -97,58 +98,44 @@ class HostSettings:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise TypeError(f"unexpected keyword argument {key!r}{hint}")
         values = dict(options)
-        if "jitter" in values:
-            values["jitter"] = _jitter(values["jitter"])
-        if "fatal_errors" in values:
-            errors = values["fatal_errors"]
-            if isinstance(errors, str) or not all(isinstance(e, str) for e in errors):
-                raise ValueError(f"fatal_errors must be an iterable of WAMP URIs, got {errors!r}")
-            values["fatal_errors"] = frozenset(errors)
-        for key, (record, name) in _SAME_AS.items():
-            if key in values:
-                _seconds(key, values[key], zero=_minimum(record, name) == "minimum")
-        interval = values.get("ping_interval", cls.ping_interval)
-        if interval > 0 and values.get("ping_timeout", cls.ping_timeout) <= 0:
-            raise ValueError("ping_timeout must be > 0 when ping_interval is on")
+        errors = values.get("fatal_errors")
+        if isinstance(errors, Iterable) and not isinstance(errors, str | Mapping):
+            values["fatal_errors"] = tuple(errors)  # a set, a list: as TOML's array
+        reconnect = from_keywords(
+            ReconnectConfig, values, _same("jitter", "fatal_errors", "stable_after")
+        )
+        keepalive = from_keywords(
+            KeepaliveConfig, values, _same("ping_interval", "ping_timeout", "connect_timeout")
+        )
+        shutdown = from_keywords(ShutdownConfig, values, {"timeout": "shutdown_timeout"})
         if "http_listen" in values:
             listen_address(values["http_listen"])
         if "name" in values and not (isinstance(values["name"], str) and values["name"]):
             raise ValueError(f"name must be a non-empty string, got {values['name']!r}")
         if "rand" in values and not callable(values["rand"]):
             raise ValueError(f"rand must be a 0-argument callable, got {values['rand']!r}")
+        values.update(
+            jitter=None if values.get("jitter") is None else Jitter(reconnect.jitter),
+            fatal_errors=frozenset(reconnect.fatal_errors),
+            stable_after=reconnect.stable_after,
+            ping_interval=keepalive.ping_interval,
+            ping_timeout=keepalive.ping_timeout,
+            connect_timeout=keepalive.connect_timeout,
+            shutdown_timeout=shutdown.timeout,
+        )
         return cls(**values)
 
 
-#: The keywords that are daemon settings: their bounds and defaults are the settings'.
-_SAME_AS: dict[str, tuple[type, str]] = {
-    "stable_after": (ReconnectConfig, "stable_after"),
-    "ping_interval": (KeepaliveConfig, "ping_interval"),
-    "ping_timeout": (KeepaliveConfig, "ping_timeout"),
-    "connect_timeout": (KeepaliveConfig, "connect_timeout"),
-    "shutdown_timeout": (ShutdownConfig, "timeout"),
-}
+def _same(*names: str) -> dict[str, str]:
+    """Keywords named as the settings they give."""
+    return {name: name for name in names}
 
 
-def _minimum(record: type, name: str) -> str:
-    """``minimum`` (>= 0) or ``exclusiveMinimum`` (> 0): how the setting bounds seconds."""
-    (declared,) = (d for f, d in settings(record) if f.name == name)
-    (bound,) = (k for k in declared.schema if k in ("minimum", "exclusiveMinimum"))
-    return bound
-
-
-def _jitter(value: object) -> Jitter:
-    try:
-        return Jitter(value)  # type: ignore[arg-type]  # a str or a Jitter; others fail
-    except ValueError:
-        choices = ", ".join(j.value for j in Jitter)
-        raise ValueError(f"jitter must be one of {choices}; got {value!r}") from None
-
-
-def _seconds(name: str, value: object, *, zero: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value < 0 if zero else value <= 0):  # type: ignore[operator]
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+def _seconds(name: str, value: object) -> float:
+    """A finite number ``>= 0`` (``retry_delay_jitter``, which the daemon has no setting for)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
     return float(value)  # type: ignore[arg-type]
 
 
@@ -184,23 +171,27 @@ def retry_policy(
     ``random.random()``, a 0-argument callable is called for each delay. Every delay
     stays under ``max_retry_delay``. ``jitter=`` (wampd's modes) replaces it.
     """
-    if max_retries is not None and (
-        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1
-    ):
-        raise ValueError(f"max_retries must be an int >= -1 (-1: no limit), got {max_retries!r}")
-    if max_retries == -1:
-        max_retries = None
-    maximum = _optional("max_retry_delay", max_retry_delay, AUTOBAHN_MAX_DELAY)
-    initial = _optional(
-        "initial_retry_delay", initial_retry_delay, min(AUTOBAHN_INITIAL_DELAY, maximum)
+    if initial_retry_delay is None and isinstance(max_retry_delay, int | float):
+        initial_retry_delay = min(AUTOBAHN_INITIAL_DELAY, max_retry_delay)
+    retry = from_keywords(
+        ReconnectConfig,
+        {
+            "max_retries": max_retries,
+            "initial_retry_delay": initial_retry_delay,
+            "max_retry_delay": max_retry_delay,
+            "retry_delay_growth": retry_delay_growth,
+        },
+        {
+            "max_retries": "max_retries",
+            "initial_delay": "initial_retry_delay",
+            "max_delay": "max_retry_delay",
+            "growth": "retry_delay_growth",
+        },
+        initial_delay=AUTOBAHN_INITIAL_DELAY,
+        max_delay=AUTOBAHN_MAX_DELAY,
+        growth=AUTOBAHN_GROWTH,
     )
-    growth = _optional("retry_delay_growth", retry_delay_growth, AUTOBAHN_GROWTH)
-    if initial > maximum:
-        raise ValueError(
-            f"initial_retry_delay ({initial}) must not be more than max_retry_delay ({maximum})"
-        )
-    if growth < 1:
-        raise ValueError(f"retry_delay_growth must be >= 1, got {growth}")
+    initial, maximum, growth = retry.initial_delay, retry.max_delay, retry.growth
     rand = settings.rand
     if settings.jitter is not None:
         if retry_delay_jitter is not None:
@@ -212,20 +203,18 @@ def retry_policy(
     elif callable(retry_delay_jitter):
         backoff, rand = Backoff(initial, maximum, growth, Jitter.ADDED, 1.0), retry_delay_jitter
     else:
-        noise = _optional("retry_delay_jitter", retry_delay_jitter, AUTOBAHN_JITTER)
+        noise = AUTOBAHN_JITTER
+        if retry_delay_jitter is not None:
+            noise = _seconds("retry_delay_jitter", retry_delay_jitter)
         backoff = Backoff(initial, maximum, growth, Jitter.ADDED, noise)
     policy = RetryPolicy(
         backoff=backoff,
-        max_retries=max_retries,
+        max_retries=retry.max_retries,
         retry_on_start=True,
         stable_after=settings.stable_after,
         fatal_errors=settings.fatal_errors,
     )
     return policy, rand
-
-
-def _optional(name: str, value: object, default: float) -> float:
-    return default if value is None else _seconds(name, value, zero=True)
 
 
 def default_reactor() -> Any:

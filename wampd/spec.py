@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Setting", "keys", "reference", "schema", "setting", "settings"]
+__all__ = ["Setting", "default_of", "keys", "reference", "schema", "setting", "settings"]
 
 #: How a setting is read from its table: ``read(table, key, default)``; the table is the
 #: loader's (:class:`wampd.config._Table`), which reports problems with the key's name.
@@ -50,6 +50,8 @@ class Setting:
     record: type | None = None
     #: An array of such tables (``[[component]]``).
     many: bool = False
+    #: For ``many``: the field no two of the tables may share (``name``).
+    unique: str | None = None
 
 
 def setting(default: Any = dataclasses.MISSING, **declared: Any) -> Any:
@@ -83,12 +85,13 @@ def keys(record: type) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _default(f: dataclasses.Field[Any]) -> Any:
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    """``f``'s default (made by its factory, if it has one); None for required fields."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
-    return dataclasses.MISSING
+    return None
 
 
 def _json(value: Any) -> Any:
@@ -136,8 +139,8 @@ def _properties(record: type, properties: dict[str, Any], required: list[str]) -
             if declared.many:
                 fragment = {"type": "array", "items": fragment}
         fragment["description"] = declared.doc
-        default = _default(f) if declared.toml_default is None else declared.toml_default
-        if default not in (dataclasses.MISSING, None, "") and "default" not in fragment:
+        default = default_of(f) if declared.toml_default is None else declared.toml_default
+        if default not in (None, "") and "default" not in fragment:
             as_json = _json(default)
             if as_json not in ({}, []) or fragment.get("type") != "object":
                 fragment["default"] = as_json
@@ -182,7 +185,7 @@ def _keys_of(
         if declared.record is not None and declared.flatten:
             _keys_of(lines, declared.record, subtables, off=off)
             continue
-        default = _default(f)
+        default = default_of(f)
         if declared.record is not None and not declared.schema:
             # An optional table (default None) is shown commented out.
             entry = (declared.key or f.name, declared.record, declared, off or default is None)
@@ -196,11 +199,11 @@ def _keys_of(
         if declared.toml_default is not None:
             default = declared.toml_default
         shown = declared.example if declared.example is not None else default
-        if shown is dataclasses.MISSING or shown is None or shown in ({}, ()):
+        if shown is None or shown in ({}, ()):
             _line(lines, f"{key} = ...", declared.doc, off=True)
             continue
         # Not set unless the user sets it: no default, and not required.
-        unset = default is None or (default is dataclasses.MISSING and not declared.required)
+        unset = default is None and not declared.required
         _line(lines, f"{key} = {_toml(_json(shown))}", declared.doc, off=off or unset)
 
 

@@ -715,8 +715,8 @@ def test_tls_files_must_exist_and_go_together(tls_files: Path) -> None:
         router__cert_file="cert.pem",
     )
     assert problems_with_base(data, tls_files) == [
-        "router.key_file: missing (required together with router.cert_file)",
         f'router.ca_file: cannot read "{tls_files / "missing.pem"}": No such file or directory',
+        "router.key_file: missing (required together with router.cert_file)",
     ]
 
 

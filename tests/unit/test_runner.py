@@ -8,7 +8,8 @@ The real-router behaviour, one test per autobahn defect, is in
 from __future__ import annotations
 
 import gc
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, cast
 
 import pytest
 from autobahn.twisted.wamp import Application, ApplicationSession
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from wampd import ApplicationRunner, Jitter, RetriesExhausted, Service, State
@@ -28,24 +29,35 @@ from wampd.wamp import fresh_sessions
 
 URL = "ws://127.0.0.1:1/ws"
 
+P = ParamSpec("P")
+
 
 class FakeReactor(MemoryReactorClock):
     """A clock with system event triggers that can be fired and removed."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's is unannotated
         self._next_trigger = 0
-        self.live: dict[int, Any] = {}
+        self.live: dict[int, tuple[str, str, Callable[[], object]]] = {}
 
-    def addSystemEventTrigger(self, phase: str, event: str, f: Any, *a: Any, **kw: Any) -> Any:
+    # MemoryReactor's returns None; a real reactor's (IReactorCore) returns the trigger's
+    # ID, which the runner passes to removeSystemEventTrigger.
+    def addSystemEventTrigger(  # type: ignore[override]
+        self,
+        phase: str,
+        eventType: str,
+        callable: Callable[P, object],
+        *args: P.args,
+        **kw: P.kwargs,
+    ) -> int:
         self._next_trigger += 1
-        self.live[self._next_trigger] = (phase, event, f)
+        self.live[self._next_trigger] = (phase, eventType, lambda: callable(*args, **kw))
         return self._next_trigger
 
     def removeSystemEventTrigger(self, trigger: int) -> None:
         del self.live[trigger]
 
-    def fire_before_shutdown(self) -> list[Any]:
+    def fire_before_shutdown(self) -> list[object]:
         return [f() for phase, event, f in list(self.live.values()) if phase == "before"]
 
 
@@ -58,6 +70,12 @@ class RefusingEndpoint:
     def connect(self, factory: Any) -> Deferred[Any]:
         self.connects += 1
         return fail(ConnectionRefusedError())
+
+
+def as_observer(observer: Callable[[LogEvent], None]) -> ILogObserver:
+    """``observer`` as the ILogObserver it provides (zope's interface declarations, which
+    twisted.logger's type hints rely on, are invisible to mypy)."""
+    return cast(ILogObserver, observer)
 
 
 def no_jitter() -> float:
@@ -131,13 +149,16 @@ def test_retry_delay_jitter_float_and_callable_are_seconds_added_under_the_cap()
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ({"max_retries": -2}, "max_retries must be an int >= -1"),
-        ({"max_retries": "3"}, "max_retries must be an int"),
-        ({"max_retries": True}, "max_retries must be an int"),
-        ({"initial_retry_delay": -1}, "initial_retry_delay must be a finite number"),
-        ({"max_retry_delay": float("inf")}, "max_retry_delay must be a finite number"),
-        ({"initial_retry_delay": 5, "max_retry_delay": 1}, "must not be more than"),
-        ({"retry_delay_growth": 0.5}, "retry_delay_growth must be >= 1"),
+        ({"max_retries": -2}, "max_retries: must be an integer >= -1, got -2"),
+        ({"max_retries": "3"}, 'max_retries: must be an integer >= -1, got "3"'),
+        ({"max_retries": True}, "max_retries: must be an integer >= -1, got true"),
+        ({"initial_retry_delay": -1}, "initial_retry_delay: must be a number >= 0, got -1"),
+        ({"max_retry_delay": float("inf")}, "max_retry_delay: must be a number >= 0, got inf"),
+        (
+            {"initial_retry_delay": 5, "max_retry_delay": 1},
+            r"max_retry_delay: must be >= initial_retry_delay \(got 1 < 5\)",
+        ),
+        ({"retry_delay_growth": 0.5}, "retry_delay_growth: must be a number >= 1, got 0.5"),
         ({"retry_delay_jitter": "lots"}, "retry_delay_jitter must be a finite number"),
     ],
 )
@@ -163,8 +184,8 @@ def test_wampd_jitter_mode_replaces_autobahns_but_not_both() -> None:
     assert p.backoff.delay(1, lambda: 0.5) == 1.0
     with pytest.raises(ValueError, match="not both"):
         ApplicationRunner(URL, jitter="full", retry_delay_jitter=0.1)
-    with pytest.raises(ValueError, match="jitter must be one of full, equal"):
-        ApplicationRunner(URL, jitter="wobbly")  # type: ignore[typeddict-item]
+    with pytest.raises(ValueError, match='jitter: must be one of "full", "equal"'):
+        ApplicationRunner(URL, jitter="wobbly")
 
 
 def test_unknown_and_bad_keywords_are_named() -> None:
@@ -172,13 +193,13 @@ def test_unknown_and_bad_keywords_are_named() -> None:
     bad values are ValueErrors naming the keyword."""
     with pytest.raises(TypeError, match=r"'ping_intervall'.*did you mean 'ping_interval'"):
         ApplicationRunner(URL, ping_intervall=1)  # type: ignore[call-arg]
-    with pytest.raises(ValueError, match="ping_timeout must be > 0"):
+    with pytest.raises(ValueError, match="ping_timeout: must be > 0 when ping_interval > 0, got 0"):
         ApplicationRunner(URL, ping_interval=1, ping_timeout=0)
-    with pytest.raises(ValueError, match="connect_timeout must be a finite number"):
+    with pytest.raises(ValueError, match="connect_timeout: must be a number > 0, got 0"):
         ApplicationRunner(URL, connect_timeout=0)
     with pytest.raises(ValueError, match="http_listen 'nowhere'"):
         ApplicationRunner(URL, http_listen="nowhere")
-    with pytest.raises(ValueError, match="fatal_errors must be an iterable"):
+    with pytest.raises(ValueError, match="fatal_errors: must be an array of WAMP error URIs"):
         ApplicationRunner(URL, fatal_errors="wamp.error.not_authorized")
     with pytest.raises(ValueError, match="proxy must be a dict with 'host' and 'port'"):
         ApplicationRunner(URL, proxy={"hostname": "x"})
@@ -197,6 +218,12 @@ def test_urls_wampd_cannot_serve_are_refused_with_the_reason() -> None:
 
 
 # -- a run on a fake reactor --
+
+
+def state_of(runner: ApplicationRunner) -> State:
+    """``runner.state``, read afresh: mypy would carry the narrowing of an ``assert
+    runner.state is ...`` past the calls that change the state."""
+    return runner.state
 
 
 def start(
@@ -229,7 +256,7 @@ def test_without_auto_reconnect_one_refused_attempt_ends_the_run() -> None:
     assert error.retries == 0
     assert "refused" in str(error)
     assert endpoint.connects == 1
-    assert runner.state is State.FAILED
+    assert state_of(runner) is State.FAILED
     assert reactor.live == {}
     assert [e.name for e in events][-1] == "retries.exhausted"
 
@@ -258,10 +285,10 @@ def test_reactor_shutdown_stops_retrying_and_ends_the_run_cleanly() -> None:
     reactor, endpoint = FakeReactor(), RefusingEndpoint()
     runner = ApplicationRunner(URL, "realm1", retry_delay_jitter=no_jitter)
     d, _ = start(runner, reactor, endpoint, auto_reconnect=True)
-    assert runner.state is State.BACKOFF
+    assert state_of(runner) is State.BACKOFF
     reactor.fire_before_shutdown()
     assert outcome(d) is None
-    assert runner.state is State.STOPPED
+    assert state_of(runner) is State.STOPPED
     reactor.advance(120)
     assert endpoint.connects == 1
 
@@ -276,6 +303,7 @@ def test_stop_ends_the_run_and_a_second_run_may_follow() -> None:
     runner.stop()
     assert outcome(d) is None
     again = runner.run(ApplicationSession, start_reactor=False, endpoint=endpoint, reactor=reactor)
+    assert again is not None
     assert isinstance(outcome(again), RetriesExhausted)
 
 
@@ -337,12 +365,13 @@ def test_an_application_makes_a_session_per_connection() -> None:
 
 def test_twisted_logger_lines_reach_twisted_observers() -> None:
     """Embedded use logs through twisted.logger (namespace wampd), secrets masked."""
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
+    seen: list[LogEvent] = []
+    observer = as_observer(seen.append)
+    globalLogPublisher.addObserver(observer)
     try:
         twisted_logger(secrets=["s3cret"]).warning("connect.failed", error="bad s3cret")
     finally:
-        globalLogPublisher.removeObserver(seen.append)
+        globalLogPublisher.removeObserver(observer)
     mine = [e for e in seen if e.get("log_namespace") == "wampd"]
     assert len(mine) == 1
     assert mine[0]["log_level"].name == "warn"
@@ -353,13 +382,14 @@ def test_a_run_that_ends_by_itself_leaves_no_unhandled_error() -> None:
     """The run ends inside the supervisor's last transition; closing up after it must not
     ask the supervisor to stop again (automat refuses a reentrant input, and the refusal
     would surface as an unhandled error in a Deferred)."""
-    failures: list[Any] = []
+    failures: list[LogEvent] = []
 
-    def observe(event: Any) -> None:
+    def observe(event: LogEvent) -> None:
         if event.get("log_failure") is not None or event.get("isError"):
             failures.append(event)
 
-    globalLogPublisher.addObserver(observe)
+    observer = as_observer(observe)
+    globalLogPublisher.addObserver(observer)
     try:
         reactor, endpoint = FakeReactor(), RefusingEndpoint()
         d, _ = start(ApplicationRunner(URL, "realm1"), reactor, endpoint)
@@ -367,5 +397,5 @@ def test_a_run_that_ends_by_itself_leaves_no_unhandled_error() -> None:
         del d
         gc.collect()  # an unhandled failure is logged when its Deferred is collected
     finally:
-        globalLogPublisher.removeObserver(observe)
+        globalLogPublisher.removeObserver(observer)
     assert failures == []

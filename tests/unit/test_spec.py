@@ -17,8 +17,9 @@ import yaml
 
 from wampd import config
 from wampd.cli import run_cli
-from wampd.config import Config, ConfigError, json_schema, parse_config
-from wampd.spec import reference, setting
+from wampd.config import Config, json_schema, parse_config
+from wampd.errors import ConfigError
+from wampd.spec import keys, reference, setting
 
 ROOT = Path(__file__).resolve().parents[2]
 STALE = "out of date: run scripts/update-docs"
@@ -54,12 +55,12 @@ def test_the_schema_describes_every_key_the_loader_knows() -> None:
     refused there as they are by the loader."""
     root = json_schema()
     assert root["additionalProperties"] is False
-    assert set(root["properties"]) == set(config._TOP_KEYS)
+    assert set(root["properties"]) == set(keys(Config))
     router = root["properties"]["router"]
-    assert set(router["properties"]) == set(config._ROUTER_KEYS)
-    assert set(router["properties"]["auth"]["properties"]) == set(config._AUTH_KEYS)
+    assert set(router["properties"]) == set(keys(config.RouterConfig))
+    assert set(router["properties"]["auth"]["properties"]) == set(keys(config.AuthConfig))
     assert set(root["properties"]["component"]["items"]["properties"]) == set(
-        config._COMPONENT_KEYS
+        keys(config.ComponentSpec)
     )
     assert root["required"] == ["router", "component"]
 
