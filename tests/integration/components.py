@@ -6,9 +6,11 @@ factory. Each registers a procedure a plain client can call.
 """
 
 import json
+from collections.abc import Generator
+from typing import Any
 
 from autobahn.twisted.wamp import Application, ApplicationSession, Session
-from autobahn.wamp.types import ComponentConfig
+from autobahn.wamp.types import Challenge, CloseDetails, ComponentConfig, SessionDetails
 from twisted.internet.defer import inlineCallbacks
 
 
@@ -16,7 +18,7 @@ class Hello(ApplicationSession):
     """The classic form: override onJoin, register in it."""
 
     @inlineCallbacks
-    def onJoin(self, details):
+    def onJoin(self, details: SessionDetails) -> Generator[Any, Any, None]:
         prefix = self.config.extra.get("prefix", "com.example")
         yield self.register(lambda name="world": f"hello, {name}", f"{prefix}.hello")
         yield self.register(lambda: details.session, f"{prefix}.session_id")
@@ -26,27 +28,28 @@ class Snake(Session):
     """The snake_case API: on_join, on_leave, on_connect, on_disconnect."""
 
     @inlineCallbacks
-    def on_join(self, details):
+    def on_join(self, details: SessionDetails) -> Generator[Any, Any, None]:
         yield self.register(lambda a, b: a + b, "com.example.snake.add")
 
-    def on_leave(self, details):
+    def on_leave(self, details: CloseDetails) -> None:
         self.disconnect()
 
 
 app = Application("com.example.app")
 
 
-@app.register("com.example.app.echo")
-def echo(value):
+@app.register("com.example.app.echo")  # type: ignore[untyped-decorator]  # autobahn's is unannotated
+def echo(value: Any) -> Any:
     return value
 
 
-@app.signal("onjoined")
-def _joined():
+@app.signal("onjoined")  # type: ignore[untyped-decorator]  # autobahn's is unannotated
+def _joined() -> None:
+    assert app.session is not None  # set when the app made the session, before it joined
     app.session.publish("com.example.app.joined")
 
 
-def make(config: ComponentConfig):
+def make(config: ComponentConfig) -> Hello:
     """A make(config) factory, as ApplicationRunner.run takes."""
     return Hello(
         ComponentConfig(realm=config.realm, extra={**(config.extra or {}), "prefix": "com.made"})
@@ -57,37 +60,37 @@ class Broken(ApplicationSession):
     """Tries to register a procedure another component already holds: onJoin raises."""
 
     @inlineCallbacks
-    def onJoin(self, details):
+    def onJoin(self, details: SessionDetails) -> Generator[Any, Any, None]:
         yield self.register(lambda: "mine", "com.example.hello")
 
 
 class LeavesAtOnce(ApplicationSession):
     """A component that is done as soon as it has joined."""
 
-    def onJoin(self, details):
+    def onJoin(self, details: SessionDetails) -> None:
         self.leave()
 
 
 class Printer(ApplicationSession):
     """Prints on join: the text must reach the daemon's stdout."""
 
-    def onJoin(self, details):
+    def onJoin(self, details: SessionDetails) -> None:
         print("printed by a component", flush=True)
 
 
 class WrongTicket(ApplicationSession):
     """Asks for ticket authentication and answers with a ticket the router rejects."""
 
-    def onConnect(self):
+    def onConnect(self) -> None:
         self.join(self.config.realm, authmethods=["ticket"], authid="agent")
 
-    def onChallenge(self, challenge):
+    def onChallenge(self, challenge: Challenge) -> str:
         return "not-the-ticket"
 
 
 class ReportsLeave(Hello):
     """Hello, printing each leave's reason as a JSON line (did the router answer GOODBYE?)."""
 
-    def onLeave(self, details):
+    def onLeave(self, details: CloseDetails) -> None:
         print(json.dumps({"left": details.reason}), flush=True)
         super().onLeave(details)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -26,6 +27,7 @@ import pytest
 from harness.crossbar import CrossbarRouter
 from harness.fake_router import FakeRouter
 from harness.fault_proxy import FaultProxy
+from harness.poll import poll
 from harness.ports import free_port
 from harness.procs import REPO_ROOT, harness_env
 from harness.silent_server import SilentServer
@@ -41,6 +43,10 @@ RESET_CYCLES = 30 if FULL else 6
 DOWN_AT_START = 10.0 if FULL else 3.0
 PING = {"ping_interval": 1.0, "ping_timeout": 1.0}
 DETECTION_BOUND = PING["ping_interval"] + PING["ping_timeout"] + 0.5
+#: Keepalive rounds the slow link must carry without being dropped.
+SLOW_ROUNDS = 3
+#: autobahn's (debug) line for a keepalive round that completed: its PONG came back in time.
+PONG_LINE = re.compile(r"Auto ping/pong: received pending pong .* in RTT of (\d+) ms")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +61,16 @@ def figures() -> Iterator[dict[str, Any]]:
 def stamp(event: dict[str, Any]) -> float:
     """The wall-clock time of a log event."""
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def keepalive_rtts(daemon: WampdProcess) -> list[int]:
+    """The round-trip time (ms) of each keepalive round the daemon has completed so far
+    (it logs them at ``log_level="debug"``)."""
+    return [
+        int(m.group(1))
+        for e in daemon.events("twisted.log")
+        if (m := PONG_LINE.search(e["message"]))
+    ]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -211,11 +227,31 @@ def test_slow_link_stays_joined_and_calls_succeed(
         daemon = launch(
             proxy.url(),
             keepalive={"ping_interval": 1.0, "ping_timeout": 3.0, "connect_timeout": 15.0},
+            log_level="debug",  # for autobahn's line per keepalive round
         )
         daemon.wait_for("session.joined", timeout=30)
         result, _ = call_until_ok(crossbar.url(), REALM, "com.example.hello", 20, args=["slow"])
         assert result == "hello, slow"
-        time.sleep(4)  # several keepalive rounds over the slow link
+        # Several keepalive rounds over the slow link, each a ping and its PONG 1 s in
+        # flight (2 s per round with the 1 s interval): waited for as the daemon reports
+        # them, not for a fixed time; a drop (session.left) ends the wait as a failure.
+        before = len(keepalive_rtts(daemon))
+
+        def rounds_since_the_call() -> list[int] | None:
+            rtts = keepalive_rtts(daemon)[before:]
+            return rtts if len(rtts) >= SLOW_ROUNDS else None
+
+        rtts = poll(
+            rounds_since_the_call,
+            30,
+            stop=lambda: not daemon.proc.running or bool(daemon.events("session.left")),
+            describe=lambda: (
+                f"{SLOW_ROUNDS} keepalive rounds after the call; saw"
+                f" {len(keepalive_rtts(daemon)) - before}\n{daemon.describe()}"
+            ),
+        )
+        # Each round crossed the slow link (500 ms each way; a direct one takes a few ms).
+        assert min(rtts) >= 900, rtts
         assert call_result(call(crossbar.url(), REALM, "com.example.hello", ["y"])) == "hello, y"
         assert daemon.events("session.left") == []
         assert daemon.terminate() == 0

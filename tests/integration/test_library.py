@@ -321,9 +321,13 @@ def test_keepalive_detects_a_dead_link(
     assert not host.events("keepalive.timeout"), host.describe()
     assert not host.events("session.left"), host.describe()
     proxy.mode("blackhole")
-    started = time.monotonic()
-    host.wait_event("keepalive.timeout", timeout=5)
-    assert time.monotonic() - started < 0.3 + 0.3 + 0.5
+    blackholed = time.time()  # the proxy answered, so the link is dead by now
+    # Dropped within ping_interval + ping_timeout of the link dying. Timed by the event's
+    # own time (the host reactor's time.time(): no stdout or polling latency), with 2 s of
+    # slack for a loaded machine's timers; a ping_timeout left at its default (5 s, as in
+    # autobahn's runner) could not be this quick.
+    detected = host.wait_event("keepalive.timeout", timeout=15)["time"] - blackholed
+    assert detected < 0.3 + 0.3 + 2.0, f"keepalive.timeout {detected:.2f} s after the blackhole"
     proxy.mode("pass")
     host.wait_event("session.joined", count=2, timeout=10)
 

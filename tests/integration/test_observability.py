@@ -32,7 +32,11 @@ def fetch(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+#: Scraped samples by (name, labels).
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
     status, body = fetch(port, "/metrics")
     assert status == 200
     return {
@@ -42,7 +46,7 @@ def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def sample(samples: dict, name: str, **labels: str) -> float:
+def sample(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 

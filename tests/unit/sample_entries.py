@@ -1,6 +1,7 @@
 """Entries for tests of entry loading (imported by name, never run against a router)."""
 
 from autobahn.twisted.wamp import Application, ApplicationSession, Session
+from autobahn.wamp.types import ComponentConfig
 
 NOT_CALLABLE = 42
 
@@ -20,7 +21,7 @@ class NotASession:
 app = Application()
 
 
-def make(config):
+def make(config: ComponentConfig) -> Plain:
     return Plain(config)
 
 

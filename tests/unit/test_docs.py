@@ -50,7 +50,8 @@ def test_help_wampd_documents_the_public_names_most_important_first() -> None:
     lazily imported ApplicationRunner and Service included)."""
     import wampd  # noqa: PLC0415
 
-    text = pydoc.render_doc(wampd, renderer=pydoc.plaintext)
+    # typeshed leaves out pydoc.plaintext (the TextDoc that help() uses, without bold).
+    text = pydoc.render_doc(wampd, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
     description = text.split("\nDESCRIPTION\n", 1)[1].split("\nPACKAGE CONTENTS\n", 1)[0]
     first = ["ApplicationRunner", "Service", "RetriesExhausted", "FatalRouterError"]
     positions = [description.index(f"\n    {name}") for name in first]

@@ -27,4 +27,7 @@ def test_each_event_name_carries_its_documented_level() -> None:
     for name in EventName:
         expected = "warn" if name in warn else "error" if name in error else "info"
         assert name.level == expected, name
-    assert EventName.SESSION_JOINED == "session.joined"  # a str, as logs and JSON show it
+    # A str, as logs and JSON show it (compared as a str: mypy holds an enum literal and a
+    # str literal never equal, though a StrEnum member is one).
+    joined: str = EventName.SESSION_JOINED
+    assert joined == "session.joined"

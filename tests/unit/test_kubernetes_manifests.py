@@ -17,10 +17,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
 import pytest
 import yaml
-from kubernetes_validate.utils import SchemaNotFoundError, all_versions, major_minor
+from kubernetes_validate.utils import (  # type: ignore[import-untyped]  # as above
+    SchemaNotFoundError,
+    all_versions,
+    major_minor,
+)
 
 from wampd.config import Config, parse_config
 
@@ -76,7 +80,9 @@ def pod_spec() -> dict[str, Any]:
 
 
 def sidecar() -> dict[str, Any]:
-    found = [c for c in pod_spec().get("initContainers", []) if c["name"] == SIDECAR]
+    found: list[dict[str, Any]] = [
+        c for c in pod_spec().get("initContainers", []) if c["name"] == SIDECAR
+    ]
     assert len(found) == 1, f"no init container named {SIDECAR!r}"
     return found[0]
 

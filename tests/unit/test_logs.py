@@ -7,11 +7,12 @@ import io
 import json
 import os
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, LogPublisher
 
 from wampd.backoff import Backoff
 from wampd.events import EventHub, State, names
@@ -19,6 +20,12 @@ from wampd.logs import EventLogger, LineOutput, TwistedBridge, make_logger
 from wampd.supervisor import RetryPolicy, Supervisor
 
 from .fakes import FakeConnector, Recorder, event
+
+
+def as_observer(observer: Callable[[LogEvent], None]) -> ILogObserver:
+    """``observer`` as the ILogObserver it provides: Twisted declares its own with zope's
+    ``@implementer``, which mypy does not see, and the bridge is a plain callable."""
+    return cast(ILogObserver, observer)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -89,8 +96,10 @@ def test_secrets_are_masked_in_every_field() -> None:
 def test_twisted_and_autobahn_logs_join_the_stream() -> None:
     """Twisted log events, failures included, become twisted.log events at their level."""
     out = io.StringIO()
-    publisher = LogPublisher(TwistedBridge(make_logger(format="json", stream=out), "info"))
-    log = Logger(namespace="autobahn.test", observer=publisher)
+    publisher = LogPublisher(
+        as_observer(TwistedBridge(make_logger(format="json", stream=out), "info"))
+    )
+    log = Logger(namespace="autobahn.test", observer=as_observer(publisher))
     log.debug("hidden {x}", x=1)
     log.warn("shown {x}", x=2)
     try:
@@ -240,27 +249,32 @@ def test_twisted_lifecycle_chatter_is_debug_only() -> None:
     at debug they are there, and real warnings are never demoted."""
 
     def emit_all(publisher: LogPublisher) -> None:
-        Logger(namespace="twisted.internet.protocol.Factory", observer=publisher).info(
+        observer = as_observer(publisher)
+        Logger(namespace="twisted.internet.protocol.Factory", observer=observer).info(
             "Starting factory {factory!r}", factory=Factory()
         )
-        Logger(namespace="twisted.internet.protocol.Factory", observer=publisher).info(
+        Logger(namespace="twisted.internet.protocol.Factory", observer=observer).info(
             "Stopping factory {factory!r}", factory=Factory()
         )
-        Logger(namespace="twisted.internet.base", observer=publisher).info("Main loop terminated.")
-        Logger(namespace="autobahn.wamp.protocol", observer=publisher).warn(
+        Logger(namespace="twisted.internet.base", observer=observer).info("Main loop terminated.")
+        Logger(namespace="autobahn.wamp.protocol", observer=observer).warn(
             "session closed with reason {reason} [{message}]",
             reason="wamp.close.transport_lost",
             message="",
         )
         for text in ("_QuietSite starting on 9100", "(TCP Port 9100 Closed)"):
             publisher({"log_format": "{log_text}", "log_text": text, "log_level": LogLevel.info})
-        Logger(namespace="autobahn.wamp.protocol", observer=publisher).warn("a real {x}", x=1)
+        Logger(namespace="autobahn.wamp.protocol", observer=observer).warn("a real {x}", x=1)
 
     at_info, at_debug = io.StringIO(), io.StringIO()
-    emit_all(LogPublisher(TwistedBridge(make_logger(format="json", stream=at_info), "info")))
+    emit_all(
+        LogPublisher(as_observer(TwistedBridge(make_logger(format="json", stream=at_info), "info")))
+    )
     emit_all(
         LogPublisher(
-            TwistedBridge(make_logger(level="debug", format="json", stream=at_debug), "debug")
+            as_observer(
+                TwistedBridge(make_logger(level="debug", format="json", stream=at_debug), "debug")
+            )
         )
     )
     assert [line["message"] for line in lines(at_info)] == ["a real 1"]

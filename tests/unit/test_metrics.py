@@ -22,7 +22,11 @@ def ev(name: str, previous: State, state: State, **fields: object) -> Event:
     return Event(name=name, component="a", previous=previous, state=state, time=1000.0, **fields)  # type: ignore[arg-type]
 
 
-def snapshot(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+#: Every sample's value by (name, sorted labels).
+Snapshot = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def snapshot(registry: CollectorRegistry) -> Snapshot:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for metric in registry.collect()
@@ -31,7 +35,9 @@ def snapshot(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, st
     }
 
 
-def changes(registry: CollectorRegistry, before: dict, event: Event, metrics: Metrics) -> dict:
+def changes(
+    registry: CollectorRegistry, before: Snapshot, event: Event, metrics: Metrics
+) -> Snapshot:
     metrics(event)
     after = snapshot(registry)
     return {k: v for k, v in after.items() if before.get(k) != v}

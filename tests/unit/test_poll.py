@@ -5,11 +5,14 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
 from harness.poll import INTERVAL, PollTimeout, poll
 from harness.procs import ProcError, ProcTimeout
+
+T = TypeVar("T")
 
 
 class FakeTime:
@@ -28,12 +31,13 @@ class FakeTime:
         self.now += seconds
 
 
-def sequence(*values: object) -> Callable[[], object]:
-    """A check returning ``values`` one per call (then the last one again)."""
-    it: Iterator[object] = iter(values)
-    last: list[object] = [None]
+def sequence(first: T, *rest: T) -> Callable[[], T]:
+    """A check returning ``first``, then each of ``rest``, one per call (then the last one
+    again)."""
+    it: Iterator[T] = iter((first, *rest))
+    last: list[T] = [first]
 
-    def check() -> object:
+    def check() -> T:
         last[0] = next(it, last[0])
         return last[0]
 
@@ -91,7 +95,12 @@ def test_times_out_at_the_deadline_with_the_described_message() -> None:
 def test_a_zero_timeout_still_checks_once() -> None:
     fake = FakeTime()
     calls: list[int] = []
-    assert poll(lambda: calls.append(1) or "yes", 0, clock=fake.clock, sleep=fake.sleep)
+
+    def call_and_answer() -> str:
+        calls.append(1)
+        return "yes"
+
+    assert poll(call_and_answer, 0, clock=fake.clock, sleep=fake.sleep)
     with pytest.raises(PollTimeout) as caught:
         poll(lambda: calls.append(1), 0, clock=fake.clock, sleep=fake.sleep)
     assert len(calls) == 2

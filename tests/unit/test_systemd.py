@@ -6,11 +6,11 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 from wampd.events import State, names
 from wampd.health import Health
@@ -139,18 +139,20 @@ def test_abstract_socket_address() -> None:
 def test_a_missing_socket_never_raises(tmp_path: Path) -> None:
     """If systemd's socket is gone, sending fails quietly, and that is logged once."""
     notifier, _ = notifier_for(str(tmp_path / "gone.sock"), ["a"])
-    logged: list[Any] = []
+    logged: list[LogEvent] = []
 
-    def observe(event: Any) -> None:
+    def observe(event: LogEvent) -> None:
         if "cannot notify systemd" in str(event.get("log_format")):
             logged.append(event)
 
-    globalLogPublisher.addObserver(observe)
+    # A function provides ILogObserver; mypy cannot see zope's interface declarations.
+    observer = cast(ILogObserver, observe)
+    globalLogPublisher.addObserver(observer)
     try:
         notifier.ready()
         notifier.stopping()
         notifier.send("STATUS=again")
     finally:
-        globalLogPublisher.removeObserver(observe)
+        globalLogPublisher.removeObserver(observer)
         notifier.close()
     assert len(logged) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 import autobahn.websocket.protocol
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
+import wampd.wamp
 from wampd.wamp import PreciseTimer, WampConnector, WampSettings, tcp_endpoint
 
 
@@ -32,7 +33,7 @@ def test_a_refused_connect_to_an_ip_address_fails_at_once() -> None:
     d.addErrback(failures.append)
     host, port, factory, timeout, _ = reactor.tcpClients[0]
     assert (host, port, timeout) == ("127.0.0.1", 8080, 5)
-    factory.clientConnectionFailed(None, _refused())
+    factory.clientConnectionFailed(reactor.connectors[0], _refused())
     assert len(failures) == 1
 
 
@@ -65,7 +66,9 @@ def test_autobahn_still_times_pings_with_the_factory_timer_wampd_replaces() -> N
     connector = WampConnector(
         Clock(), lambda config: None, WampSettings(realm="realm1", ping_interval=0.5)
     )
-    factory = connector.factory(_Attempt(), "ws://127.0.0.1:8080/ws", None)
+    # A stand-in: building the factory only takes the attempt's make_session.
+    attempt = cast(wampd.wamp._Attempt, _Attempt())
+    factory = connector.factory(attempt, "ws://127.0.0.1:8080/ws", None)
     assert isinstance(factory._batched_timer, PreciseTimer)
     assert (factory.autoPingInterval, factory.autoPingTimeout) == (0.5, 5.0)
 
