@@ -161,9 +161,14 @@ def load(
         config = load_config(path, environ=environ, check_entry=entries)
     except ConfigError as e:
         for problem in e.problems:
-            print(f"wampd: config error: {_one_line(problem)}", file=sys.stderr)
+            _config_error(problem)
         return None
     return config, entries.factories
+
+
+def _config_error(problem: str) -> None:
+    """Say a configuration problem (``key: what is wrong``) on stderr, in one line."""
+    print(f"wampd: config error: {_one_line(problem)}", file=sys.stderr)
 
 
 def _effective(config: Config, format: str) -> str:
@@ -220,22 +225,12 @@ def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str
     from twisted.internet.error import CannotListenError
     from twisted.internet.task import react
 
-    from .daemon import Daemon
-    from .logs import LineOutput, make_logger, start_logging
+    from .daemon import Daemon, secrets
+    from .logs import log_to_stdout
 
     # Only the documented series: no *_created samples next to counters and histograms.
     disable_created_metrics()
-    secret = config.router.auth.secret
-    output = LineOutput(sys.stdout)
-    logger = make_logger(
-        level=config.log.level,
-        format=config.log.format,
-        output=output,
-        secrets=[secret.reveal()] if secret else [],
-    )
-    start_logging(logger, config.log.level)
-    for warning in config.warnings:
-        logger.warning("config.warning", warning=warning)
+    logger, output = log_to_stdout(config.log.level, config.log.format, secrets(config))
 
     def main(reactor: Any) -> Deferred[None]:
         daemon = Daemon(
@@ -247,13 +242,6 @@ def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str
             environ=environ,
             log_lines_dropped=lambda: output.dropped,
         )
-        ended: Deferred[None] = Deferred()
-
-        def end(_: object) -> None:
-            if daemon.exit_code == EXIT_OK:
-                ended.callback(None)
-            else:
-                ended.errback(SystemExit(daemon.exit_code))
 
         def on_signal(signum: int, frame: Any) -> None:
             reactor.callFromThread(daemon.signalled, signal.Signals(signum).name)
@@ -266,16 +254,22 @@ def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str
             try:
                 daemon.startService()
             except CannotListenError as e:
-                print(
-                    f"wampd: config error: http.listen: cannot listen on "
-                    f"{config.http.listen}: {e.socketError}",
-                    file=sys.stderr,
+                _config_error(
+                    f"http.listen: cannot listen on {config.http.listen}: {e.socketError}"
                 )
                 daemon.request_stop("http.listen failed", EXIT_CONFIG)
 
+        def end(_: None) -> None:
+            if daemon.exit_code != EXIT_OK:
+                raise SystemExit(daemon.exit_code)  # react's way to exit with a status
+
+        # The shutdown trigger's Deferred must not fail; the one react waits for may.
+        stopped: Deferred[None] = Deferred()
         reactor.callWhenRunning(started)
-        reactor.addSystemEventTrigger("before", "shutdown", lambda: daemon.shutdown().addBoth(end))
-        return ended
+        reactor.addSystemEventTrigger(
+            "before", "shutdown", lambda: daemon.shutdown().addCallback(stopped.callback)
+        )
+        return stopped.addCallback(end)
 
     try:
         react(main)

@@ -1,10 +1,10 @@
 """The daemon: one supervisor per configured component, and how the process ends.
 
-:class:`Daemon` is a Twisted ``MultiService`` that the CLI runs on the reactor. It watches
-the event stream: when a supervisor fails it asks for the whole daemon to stop (the other
-components leave cleanly first) and remembers the exit status -- 69 when retries ran
-out, 78 for a fatal router rejection. SIGTERM and SIGINT stop it with status 0, as does
-every component leaving on its own. Stopping never takes longer than
+:class:`Daemon` is a Twisted ``MultiService`` that the CLI runs on the reactor. It waits for
+each supervisor to finish (``whenFinished()``): when one gives up it asks for the whole
+daemon to stop (the other components leave cleanly first) and remembers the exit status --
+69 when retries ran out, 78 for a fatal router rejection. SIGTERM and SIGINT stop it with
+status 0, as does every component leaving on its own. Stopping never takes longer than
 ``[shutdown] timeout``; a second SIGTERM or SIGINT while stopping ends it at once (the
 sessions still leaving are dropped), with the exit status the stop already had.
 """
@@ -16,19 +16,34 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from ._version import __version__
 from .backoff import Backoff, Jitter
 from .config import ComponentSpec, Config
-from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED
-from .events import Event, State, names
-from .supervisor import RetryPolicy
+from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED, FatalRouterError
+from .events import EventName, State, names
+from .supervisor import RetryPolicy, Supervisor
 from .tree import ComponentPlan, Plan, Tree
 from .wamp import SessionFactory, TLSSettings, WampSettings
 
-__all__ = ["Daemon", "plan", "retry_policy", "wamp_settings"]
+__all__ = ["Daemon", "plan", "retry_policy", "secrets", "wamp_settings"]
 
 _ENDED = (State.STOPPED, State.FAILED)
+
+
+def secrets(config: Config) -> list[str]:
+    """What every log line of ``config``'s daemon masks: the router secret, if any."""
+    secret = config.router.auth.secret
+    return [secret.reveal()] if secret else []
+
+
+def _gave_up(error: object) -> tuple[EventName, int]:
+    """How the error a supervisor gave up with (its ``whenFinished()`` failure) ends the
+    process: the event it gave up with, which the stop's reason names, and the status."""
+    if isinstance(error, FatalRouterError):
+        return names.FATAL_ERROR, EXIT_FATAL
+    return names.RETRIES_EXHAUSTED, EXIT_RETRIES_EXHAUSTED
 
 
 def retry_policy(config: Config) -> RetryPolicy:
@@ -130,11 +145,15 @@ class Daemon(Tree):
         self._stopping: str | None = None
         #: Why the stop was cut short (a second signal), once it was.
         self._forced: str | None = None
-        #: Ends the reactor's wait for :meth:`shutdown`, once that has begun.
-        self._finish_shutdown: Callable[[bool], None] | None = None
-        self.hub.subscribe(self._watch)
+        #: Ends :meth:`shutdown`'s wait for the sessions, once that has begun.
+        self._stop_waiting: Callable[[], None] | None = None
+        #: The components whose supervisors have stopped.
+        self._left: set[str] = set()
 
     def startService(self) -> None:
+        """Log the configuration's warnings and ``daemon.started``, then start the tree."""
+        for warning in self.config.warnings:
+            self._log.warning("config.warning", warning=warning)
         self._log.info(
             "daemon.started",
             version=__version__,
@@ -142,6 +161,8 @@ class Daemon(Tree):
             components=[spec.name for spec in self.config.components],
             urls=list(self.config.router.urls),
         )
+        for name, supervisor in self.supervisors.items():
+            self._watch(name, supervisor)
         super().startService()
         address = self.listener.address if self.listener is not None else None
         if address is not None:
@@ -172,8 +193,8 @@ class Daemon(Tree):
             signal=name,
             states={n: s.value for n, s in self.health.states().items() if s not in _ENDED},
         )
-        if self._finish_shutdown is not None:
-            self._finish_shutdown(False)
+        if self._stop_waiting is not None:
+            self._stop_waiting()
 
     def shutdown(self) -> Deferred[None]:
         """Stop every supervisor (GOODBYE where joined), within ``shutdown.timeout``; at
@@ -181,40 +202,39 @@ class Daemon(Tree):
         if self._stopping is None:
             self._stopping = "reactor stopping"
             self._log.info("daemon.stopping", reason=self._stopping, exit_code=self.exit_code)
-        timeout = self.config.shutdown.timeout
-        done: Deferred[None] = Deferred()
-
-        def finish(timed_out: bool) -> None:
-            if done.called:
-                return
-            if guard.active():
-                guard.cancel()
-            try:
-                if timed_out:
-                    self._log.warning(
-                        "daemon.stop_timeout",
-                        timeout=timeout,
-                        states={name: s.value for name, s in self.health.states().items()},
-                    )
-                self._log.info("daemon.stopped", exit_code=self.exit_code)
-            finally:
-                done.callback(None)
-
-        guard = self._reactor.callLater(timeout, finish, True)
-        self._finish_shutdown = finish
+        # The wait for the sessions. Without a canceller, cancelling it (the timeout, a
+        # second signal) ends the wait only; whatever ended it, the stop is over.
+        waiting: Deferred[None] = Deferred()
+        waiting.addTimeout(self.config.shutdown.timeout, self._reactor, self._timed_out)
+        waiting.addBoth(self._stopped)
+        self._stop_waiting = waiting.cancel
         if self._forced is not None:
-            finish(False)
-            return done
-        stopping = self.stopService()
-        if stopping is None:
-            finish(False)
+            waiting.cancel()
         else:
-            stopping.addBoth(lambda _: finish(False))
-        return done
+            self.stopService().addBoth(waiting.callback)
+        return waiting
 
-    def _watch(self, event: Event) -> None:
-        if event.changed and event.state is State.FAILED:
-            code = EXIT_FATAL if event.name == names.FATAL_ERROR else EXIT_RETRIES_EXHAUSTED
-            self.request_stop(f"{event.component}: {event.name}", code)
-        elif all(state in _ENDED for state in self.health.states().values()) and self.running:
-            self.request_stop("every component has left on its own")
+    def _timed_out(self, result: object, timeout: float) -> None:
+        self._log.warning(
+            "daemon.stop_timeout",
+            timeout=timeout,
+            states={name: s.value for name, s in self.health.states().items()},
+        )
+
+    def _stopped(self, result: object) -> None:
+        self._log.info("daemon.stopped", exit_code=self.exit_code)
+
+    def _watch(self, name: str, supervisor: Supervisor) -> None:
+        """Stop the daemon when ``supervisor`` gives up, or when it is the last to stop on
+        its own (while the daemon runs)."""
+
+        def left(_: None) -> None:
+            self._left.add(name)
+            if self.running and self._left == self.supervisors.keys():
+                self.request_stop("every component has left on its own")
+
+        def gave_up(failure: Failure) -> None:
+            event, exit_code = _gave_up(failure.value)
+            self.request_stop(f"{name}: {event}", exit_code)
+
+        supervisor.whenFinished().addCallbacks(left, gave_up)

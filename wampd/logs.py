@@ -36,6 +36,7 @@ __all__ = [
     "EventLogger",
     "LineOutput",
     "TwistedBridge",
+    "log_to_stdout",
     "make_logger",
     "start_logging",
     "twisted_logger",
@@ -368,3 +369,18 @@ def start_logging(logger: Any, level: str) -> None:
         discardBuffer=True,
         redirectStandardIO=False,
     )
+
+
+def log_to_stdout(
+    level: str = "info", format: str = "auto", secrets: Iterable[str] = ()
+) -> tuple[Any, LineOutput]:
+    """wampd's stream on standard output (:func:`make_logger`), with Twisted's and
+    autobahn's logs routed into it (:func:`start_logging`): for a process whose reactor
+    wampd runs (``wampd run``, ``ApplicationRunner.run()``). Call once per process.
+
+    :returns: the logger, and its :class:`LineOutput` (``dropped`` counts the lines lost).
+    """
+    output = LineOutput(sys.stdout)
+    logger = make_logger(level=level, format=format, output=output, secrets=secrets)
+    start_logging(logger, level)
+    return logger, output

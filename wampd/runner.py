@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from .embed import Arguments, HostOptions, default_reactor
 from .events import EventHub, Observer, State
-from .logs import make_logger, start_logging, twisted_logger
+from .logs import log_to_stdout, twisted_logger
 from .supervisor import Supervisor
 from .tree import Tree
 from .wamp import SessionFactory
@@ -187,9 +187,7 @@ class ApplicationRunner:
         if reactor is None:
             reactor = default_reactor()
         if start_reactor:
-            level = _LOG_LEVELS[log_level]
-            logger = make_logger(level=level)
-            start_logging(logger, level)
+            logger, _ = log_to_stdout(_LOG_LEVELS[log_level])
         else:
             logger = twisted_logger()
         plan = self._arguments.plan(

@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Any
 
+from prometheus_client import disable_created_metrics
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError, ReactorNotRunning
@@ -25,7 +26,7 @@ from twisted.python import usage
 
 from .cli import load
 from .config import Config
-from .daemon import Daemon
+from .daemon import Daemon, secrets
 from .embed import default_reactor
 from .errors import EXIT_CONFIG, EXIT_OK
 from .logs import twisted_logger
@@ -60,8 +61,7 @@ class DaemonService(MultiService):
             reactor = default_reactor()
         self._reactor = reactor
         self.config = config
-        secret = config.router.auth.secret
-        self._log = twisted_logger(secrets=[secret.reveal()] if secret else [])
+        self._log = twisted_logger(secrets=secrets(config))
         self.daemon = Daemon(
             config,
             factories,
@@ -73,8 +73,6 @@ class DaemonService(MultiService):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        for warning in self.config.warnings:
-            self._log.warning("config.warning", warning=warning)
         try:
             self.daemon.startService()
         except CannotListenError as e:
@@ -120,4 +118,5 @@ def _exit_with(code: int) -> None:
 
 def makeService(options: Options) -> DaemonService:
     """The service ``twist wampd`` runs."""
+    disable_created_metrics()  # the series ``wampd run`` exports: no *_created samples
     return DaemonService(options["wampd_config"], options["wampd_factories"])
