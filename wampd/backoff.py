@@ -19,10 +19,10 @@ Jitter is then applied *under* that ceiling, so no delay ever exceeds ``max_dela
     ``ceiling(n)``.
 ``added``
     ``min(max_delay, ceiling(n) + noise * r)`` where ``r`` is the draw from ``rand`` (any
-    finite number >= 0; negative or non-finite draws count as 0) -- the jitter of Twisted's
-    ``backoffPolicy`` and autobahn's ``retry_delay_jitter``: seconds *added* to the
-    delay, but still under the cap. :class:`wampd.ApplicationRunner` uses it for
-    autobahn's ``retry_delay_jitter`` (a float is ``noise``; a callable is ``rand``).
+    finite number >= 0; negative or non-finite draws count as 0): seconds *added*, like
+    Twisted's ``backoffPolicy`` and autobahn's ``retry_delay_jitter``, but under the cap.
+    :class:`wampd.ApplicationRunner` uses it for ``retry_delay_jitter`` (a float is
+    ``noise``; a callable is ``rand``).
 
 Randomness comes in through ``rand``, a 0-argument callable returning a float in
 ``[0, 1)`` (``random.random`` in production, a constant in tests), so the function stays
@@ -101,13 +101,11 @@ class Backoff:
         :param previous: the delay chosen for the retry before, used by ``decorrelated``
             jitter only; ``None`` at the start of an outage.
         """
+        ceiling = self.ceiling(retry)  # which also checks ``retry``, for every jitter
         if self.jitter is Jitter.DECORRELATED:
-            if retry < 1:
-                raise ValueError(f"retries are counted from 1, got {retry}")
             low = self.initial_delay
             high = max(low, 3 * (previous if previous is not None else low))
             return min(self.max_delay, low + (high - low) * _unit(rand))
-        ceiling = self.ceiling(retry)
         if self.jitter is Jitter.FULL:
             return ceiling * _unit(rand)
         if self.jitter is Jitter.EQUAL:
@@ -123,6 +121,4 @@ class Backoff:
 def _unit(rand: Callable[[], float]) -> float:
     """One draw from ``rand``, clamped into ``[0, 1]`` so a bad source cannot break the cap."""
     value = rand()
-    if not math.isfinite(value):
-        return 0.0
-    return min(1.0, max(0.0, value))
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0

@@ -13,24 +13,16 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from autobahn.twisted.wamp import Application
 from autobahn.wamp.protocol import ApplicationSession
 
 from .errors import ConfigError
 from .wamp import SessionFactory
 
-__all__ = ["Entries", "EntryError", "extend_path", "load_components", "load_entry"]
+__all__ = ["Entries", "EntryError", "load_components", "load_entry"]
 
 
 class EntryError(Exception):
     """An entry that cannot be turned into a session factory; the message says why."""
-
-
-def extend_path(folders: Iterable[str | Path]) -> None:
-    """Put ``folders`` at the front of ``sys.path`` (once each), for importing entries."""
-    for folder in reversed([str(Path(f).resolve()) for f in folders]):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
 
 
 def load_entry(entry: str) -> SessionFactory:
@@ -49,13 +41,11 @@ def load_entry(entry: str) -> SessionFactory:
             target = getattr(target, part)
         except AttributeError:
             raise EntryError(f'"{module_name}" has no attribute "{attribute}"') from None
-    if isinstance(target, type):
-        if issubclass(target, ApplicationSession):
-            return target
+    if isinstance(target, type) and not issubclass(target, ApplicationSession):
         raise EntryError(
             f'"{entry}" is a class but not a subclass of autobahn\'s ApplicationSession'
         )
-    if isinstance(target, Application) or callable(target):
+    if callable(target):  # a session class, an Application (callable too) or make()
         return target
     raise EntryError(
         f'"{entry}" is a {type(target).__name__}, not a session class, an Application '
@@ -69,11 +59,14 @@ class Entries:
     Pass it to :func:`wampd.config.load_config` as ``check_entry``: a bad entry is then one
     more problem in the same report as all the others.
 
-    :param search: folders to put on ``sys.path`` first (the config file's, the cwd).
+    :param search: folders to put at the front of ``sys.path`` (once each) for importing
+        entries: the config file's, the cwd.
     """
 
     def __init__(self, search: Iterable[str | Path] = ()) -> None:
-        extend_path(search)
+        for folder in reversed([str(Path(f).resolve()) for f in search]):
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
         #: The session factory of each component whose entry loaded, by name.
         self.factories: dict[str, SessionFactory] = {}
 
@@ -91,7 +84,7 @@ def load_components(
 ) -> dict[str, SessionFactory]:
     """Load every ``(name, entry)``; all failures are reported together.
 
-    :param search: folders to put on ``sys.path`` first (the config file's, the cwd).
+    :param search: as for :class:`Entries`.
     :raises ConfigError: one problem per entry that cannot be loaded, naming its key.
     """
     entries = Entries(search)

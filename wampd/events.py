@@ -111,17 +111,15 @@ class Event:
 
     @property
     def changed(self) -> bool:
-        """Whether this event is a state change."""
         return self.previous is not self.state
 
     def fields(self) -> dict[str, Any]:
         """The event as a flat dict without empty fields, for logs and JSON."""
-        out: dict[str, Any] = {}
-        for key, value in asdict(self).items():
-            if value is None or (key == "keepalive" and not value):
-                continue
-            out[key] = value.value if isinstance(value, StrEnum) else value
-        return out
+        return {
+            key: value.value if isinstance(value, StrEnum) else value
+            for key, value in asdict(self).items()
+            if value is not None and (key != "keepalive" or value)
+        }
 
 
 class EventFields(TypedDict, total=False):
@@ -168,7 +166,6 @@ class EventHub:
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        """Deliver ``event`` to every observer."""
         for observer in list(self._observers):
             try:
                 observer(event)

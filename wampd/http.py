@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
@@ -32,61 +34,44 @@ __all__ = ["make_site"]
 _ALLOWED = (b"GET", b"HEAD")
 
 
-def _not_allowed(request: Request) -> bytes | None:
-    """A 405 answer for any method but GET and HEAD (Twisted's own is 501 for some)."""
-    if request.method in _ALLOWED:
-        return None
-    request.setResponseCode(405)
-    request.setHeader(b"allow", b", ".join(_ALLOWED))
-    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-    return b"405 Method Not Allowed: use GET or HEAD\n"
+class _Page(Resource):
+    """Answers GET with ``get``, HEAD with its headers only, and 404 below its own path
+    (/metrics/anything is not /metrics). Other methods get a 405, where Twisted's own
+    answer is 501 for some.
+    """
 
+    def __init__(self, get: Callable[[Request], bytes]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._get = get
 
-class _Leaf(Resource):
-    isLeaf = True
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
 
     def render(self, request: Request) -> bytes:
-        if request.postpath:  # /metrics/anything is not /metrics
-            return cast(bytes, cast(Any, notFound()).render(request))
-        refused = _not_allowed(request)
-        if refused is not None:
-            return refused
-        return cast(bytes, super().render(request))  # type: ignore[no-untyped-call]
-
-    def render_HEAD(self, request: Request) -> bytes:
-        self.render_GET(request)
-        return b""
-
-    def render_GET(self, request: Request) -> bytes:
-        raise NotImplementedError
+        if request.method not in _ALLOWED:
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b", ".join(_ALLOWED))
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"405 Method Not Allowed: use GET or HEAD\n"
+        body = self._get(request)
+        return b"" if request.method == b"HEAD" else body
 
 
-class _Metrics(_Leaf):
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._registry = registry
-
-    def render_GET(self, request: Request) -> bytes:
-        accept = request.getHeader(b"accept")
-        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
-        request.setHeader(b"content-type", content_type.encode("ascii"))
-        return encoder(self._registry)
+def _metrics(registry: CollectorRegistry, request: Request) -> bytes:
+    accept = request.getHeader(b"accept")
+    encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+    request.setHeader(b"content-type", content_type.encode("ascii"))
+    return encoder(registry)
 
 
-class _Probe(_Leaf):
-    def __init__(self, health: Health, ready: bool) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._health = health
-        self._ready = ready
-
-    def render_GET(self, request: Request) -> bytes:
-        report = self._health.report()
-        ok = report["ready"] if self._ready else report["alive"]
-        request.setResponseCode(200 if ok else 503)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        body = {"status": "ok" if ok else "unavailable", **report}
-        return json.dumps(body, indent=2).encode("utf-8") + b"\n"
+def _probe(health: Health, question: str, request: Request) -> bytes:
+    report = health.report()
+    ok = report[question]
+    request.setResponseCode(200 if ok else 503)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    body = {"status": "ok" if ok else "unavailable", **report}
+    return json.dumps(body, indent=2).encode("utf-8") + b"\n"
 
 
 _INDEX = """<!DOCTYPE html>
@@ -97,28 +82,12 @@ _INDEX = """<!DOCTYPE html>
 <li><a href="/healthz">/healthz</a>: liveness</li>
 <li><a href="/readyz">/readyz</a>: readiness, with each component's state</li>
 </ul></body></html>
-"""
+""".format(version=html.escape(__version__)).encode("utf-8")
 
 
-class _Root(Resource):
-    def render(self, request: Request) -> bytes:
-        refused = _not_allowed(request)
-        if refused is not None:
-            return refused
-        return cast(bytes, super().render(request))  # type: ignore[no-untyped-call]
-
-    def getChild(self, path: bytes, request: Request) -> IResource:
-        if path == b"":
-            return cast(IResource, self)  # "/" itself
-        return notFound()
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return _INDEX.format(version=html.escape(__version__)).encode("utf-8")
-
-    def render_HEAD(self, request: Request) -> bytes:
-        self.render_GET(request)
-        return b""
+def _index(request: Request) -> bytes:
+    request.setHeader(b"content-type", b"text/html; charset=utf-8")
+    return _INDEX
 
 
 class _Channel(HTTPChannel):
@@ -147,14 +116,11 @@ def make_site(registry: CollectorRegistry, health: Health, reactor: Any = None) 
 
     :param reactor: for the connections' timeouts (the global reactor when None).
     """
-    root = _Root()  # type: ignore[no-untyped-call]
-    children = {
-        b"metrics": _Metrics(registry),
-        b"healthz": _Probe(health, ready=False),
-        b"readyz": _Probe(health, ready=True),
-    }
-    for path, child in children.items():
-        root.putChild(path, cast(IResource, child))
+    root = _Page(_index)
+    root.putChild(b"", cast(IResource, root))  # "/" itself
+    root.putChild(b"metrics", cast(IResource, _Page(partial(_metrics, registry))))
+    root.putChild(b"healthz", cast(IResource, _Page(partial(_probe, health, "alive"))))
+    root.putChild(b"readyz", cast(IResource, _Page(partial(_probe, health, "ready"))))
     site = _QuietSite(root, reactor=reactor)  # type: ignore[no-untyped-call]
     site.displayTracebacks = False
     return site

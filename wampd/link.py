@@ -64,7 +64,6 @@ class Link(Protocol):
     @property
     def lost(self) -> Deferred[Loss]:
         """Fires once, when the connection is gone, with why."""
-        ...
 
     def leave(self, timeout: float) -> None:
         """Leave the session with GOODBYE and close the connection.

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import autobahn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 import twisted
@@ -40,8 +42,7 @@ LEAVE_REASONS = (
 
 OUTCOMES = ("success", "failure", "fatal")
 
-CONNECT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-OUTAGE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 
 class _ReadCounter(Collector):
@@ -72,8 +73,7 @@ class Metrics:
         log_lines_dropped: Callable[[], float] = lambda: 0,
     ) -> None:
         self.registry = registry
-        r = registry
-        r.register(
+        registry.register(
             _ReadCounter(
                 "wampd_log_lines_dropped",
                 "Log lines that could not be written (standard output closed or gone).",
@@ -84,72 +84,58 @@ class Metrics:
             "wampd_build_info",
             "wampd's build: always 1, the versions are labels.",
             ["version", "autobahn_version", "twisted_version", "python_version"],
-            registry=r,
+            registry=registry,
         )
-        self.state = Gauge(
+
+        def series(kind: type[_M], name: str, doc: str, *labels: str, **kw: Any) -> _M:
+            return kind(name, doc, ["component", *labels], registry=registry, **kw)
+
+        self.state = series(
+            Gauge,
             "wampd_session_state",
             "1 for the state each supervised session is in, 0 for the others.",
-            ["component", "state"],
-            registry=r,
+            "state",
         )
-        self.up = Gauge(
-            "wampd_session_up",
-            "1 when the session is joined to its realm.",
-            ["component"],
-            registry=r,
+        self.up = series(Gauge, "wampd_session_up", "1 when the session is joined to its realm.")
+        self.joins = series(Counter, "wampd_session_joins", "Sessions that joined.")
+        self.leaves = series(
+            Counter, "wampd_session_leaves", "Sessions that ended, by WAMP close reason.", "reason"
         )
-        self.joins = Counter(
-            "wampd_session_joins", "Sessions that joined.", ["component"], registry=r
-        )
-        self.leaves = Counter(
-            "wampd_session_leaves",
-            "Sessions that ended, by WAMP close reason.",
-            ["component", "reason"],
-            registry=r,
-        )
-        self.attempts = Counter(
+        self.attempts = series(
+            Counter,
             "wampd_connect_attempts",
             "Finished connection attempts by outcome (success, failure, fatal).",
-            ["component", "outcome"],
-            registry=r,
+            "outcome",
         )
-        self.retry_delay = Gauge(
-            "wampd_retry_delay_seconds",
-            "Delay of the retry now scheduled; 0 when none is.",
-            ["component"],
-            registry=r,
+        self.retry_delay = series(
+            Gauge, "wampd_retry_delay_seconds", "Delay of the retry now scheduled; 0 when none is."
         )
-        self.failures = Gauge(
+        self.failures = series(
+            Gauge,
             "wampd_consecutive_failures",
             "Failures in the current outage (0 when there is none).",
-            ["component"],
-            registry=r,
         )
-        self.last_join = Gauge(
+        self.last_join = series(
+            Gauge,
             "wampd_last_join_timestamp_seconds",
             "Unix time of the last join (0 before the first).",
-            ["component"],
-            registry=r,
         )
-        self.connect_duration = Histogram(
+        self.connect_duration = series(
+            Histogram,
             "wampd_connect_duration_seconds",
             "Seconds from the start of an attempt to the join.",
-            ["component"],
-            buckets=CONNECT_BUCKETS,
-            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
-        self.outage_duration = Histogram(
+        self.outage_duration = series(
+            Histogram,
             "wampd_outage_duration_seconds",
             "Seconds from the start of an outage to the join that ended it.",
-            ["component"],
-            buckets=OUTAGE_BUCKETS,
-            registry=r,
+            buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
         )
-        self.keepalive_timeouts = Counter(
+        self.keepalive_timeouts = series(
+            Counter,
             "wampd_keepalive_timeouts",
             "Connections dropped because a keepalive PONG did not come back in time.",
-            ["component"],
-            registry=r,
         )
         self.build_info.labels(
             __version__,
@@ -165,22 +151,16 @@ class Metrics:
     def add_component(self, component: str) -> None:
         """Create ``component``'s series (state idle, counters at 0)."""
         self.components.add(component)
-        self._create(component)
-
-    def _create(self, component: str) -> None:
         for state in State:
             self.state.labels(component, state.value).set(1 if state is State.IDLE else 0)
-        self.up.labels(component).set(0)
-        self.joins.labels(component)
         for reason in LEAVE_REASONS:
             self.leaves.labels(component, reason)
         for outcome in OUTCOMES:
             self.attempts.labels(component, outcome)
-        self.retry_delay.labels(component).set(0)
-        self.failures.labels(component).set(0)
-        self.last_join.labels(component).set(0)
-        self.connect_duration.labels(component)
-        self.outage_duration.labels(component)
+        for gauge in (self.up, self.retry_delay, self.failures, self.last_join):
+            gauge.labels(component).set(0)
+        for metric in (self.joins, self.connect_duration, self.outage_duration):
+            metric.labels(component)
         self.keepalive_timeouts.labels(component)
 
     def __call__(self, event: Event) -> None:
@@ -192,8 +172,7 @@ class Metrics:
             self.up.labels(c).set(1 if event.state is State.JOINED else 0)
             if event.state is not State.BACKOFF:
                 self.retry_delay.labels(c).set(0)
-        name = event.name
-        if name == names.SESSION_JOINED:
+        if event.name == names.SESSION_JOINED:
             self.joins.labels(c).inc()
             self.attempts.labels(c, "success").inc()
             self.last_join.labels(c).set(event.time)
@@ -201,14 +180,14 @@ class Metrics:
                 self.connect_duration.labels(c).observe(event.connect_duration)
             if event.outage_duration is not None:
                 self.outage_duration.labels(c).observe(event.outage_duration)
-        elif name == names.CONNECT_FAILED:
+        elif event.name == names.CONNECT_FAILED:
             self.attempts.labels(c, "failure").inc()
-        elif name == names.FATAL_ERROR:
+        elif event.name == names.FATAL_ERROR:
             self.attempts.labels(c, "fatal").inc()
-        elif name == names.SESSION_LEFT:
+        elif event.name == names.SESSION_LEFT:
             reason = event.reason if event.reason in LEAVE_REASONS else "other"
             self.leaves.labels(c, reason).inc()
-        elif name == names.RETRY_SCHEDULED:
+        elif event.name == names.RETRY_SCHEDULED:
             self.retry_delay.labels(c).set(event.delay or 0)
-        elif name == names.KEEPALIVE_TIMEOUT:
+        elif event.name == names.KEEPALIVE_TIMEOUT:
             self.keepalive_timeouts.labels(c).inc()

@@ -44,32 +44,25 @@ class Facts:
 
 
 def outcome(facts: Facts, *, joined: bool) -> AttemptError | Loss:
-    """What the supervisor is told once the connection is gone.
-
-    Before the join, the first of these says why: the component's error, the router's
-    refusal, a keepalive timeout, the WebSocket's reason, the transport's error. After it,
-    the close reason is the one this side sent, else the router's, else
-    ``wamp.close.transport_lost``.
-    """
-    if not joined:
-        return AttemptError(_why_not_joined(facts), facts.router_reason)
-    return Loss(
-        reason=facts.sent_reason or facts.router_reason or TRANSPORT_LOST,
-        message=facts.component_error or facts.router_message or facts.not_clean,
-        by_component=facts.left_by_component,
-        component_error=facts.component_error is not None,
-        keepalive=facts.keepalive,
-    )
-
-
-def _why_not_joined(facts: Facts) -> str:
+    """What the supervisor is told once the connection is gone: the joined session's
+    :class:`~wampd.link.Loss`, else the first fact that says why it never joined."""
+    if joined:
+        return Loss(
+            reason=facts.sent_reason or facts.router_reason or TRANSPORT_LOST,
+            message=facts.component_error or facts.router_message or facts.not_clean,
+            by_component=facts.left_by_component,
+            component_error=facts.component_error is not None,
+            keepalive=facts.keepalive,
+        )
     if facts.component_error is not None:
-        return facts.component_error
-    if facts.router_reason is not None:
-        text = f"router refused the session: {facts.router_reason}"
-        return text + (f" ({facts.router_message})" if facts.router_message else "")
-    if facts.keepalive:
-        return "no PONG from the router in time"
-    if facts.not_clean:
-        return f"WebSocket: {facts.not_clean}"
-    return f"connection closed before the session joined ({facts.transport})"
+        why = facts.component_error
+    elif facts.router_reason is not None:
+        why = f"router refused the session: {facts.router_reason}"
+        why += f" ({facts.router_message})" if facts.router_message else ""
+    elif facts.keepalive:
+        why = "no PONG from the router in time"
+    elif facts.not_clean:
+        why = f"WebSocket: {facts.not_clean}"
+    else:
+        why = f"connection closed before the session joined ({facts.transport})"
+    return AttemptError(why, facts.router_reason)

@@ -26,13 +26,7 @@ from typing import Protocol, Unpack, cast
 
 from automat import TypeMachineBuilder
 from twisted.application.service import Service
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    TimeoutError,
-    fail,
-    succeed,
-)
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -76,12 +70,6 @@ class _Problem:
     traceback: str | None = None
 
 
-@dataclass(frozen=True)
-class _Retry:
-    failures: int
-    delay: float
-
-
 class _Inputs(Protocol):
     def start(self) -> None:
         "Start connecting."
@@ -95,10 +83,10 @@ class _Inputs(Protocol):
     def _joined(self, link: Link) -> None:
         "The attempt's session joined."
 
-    def _retry(self, problem: _Problem, plan: _Retry) -> None:
-        "An attempt failed or a session was lost; retry after a delay."
+    def _retry(self, problem: _Problem, delay: float) -> None:
+        "An attempt failed or a session was lost; retry after ``delay`` seconds."
 
-    def _fail(self, problem: _Problem, error: WampdError) -> None:
+    def _fail(self, problem: _Problem, error: RetriesExhausted | FatalRouterError) -> None:
         "An attempt failed or a session was lost; give up."
 
     def _done(self, problem: _Problem) -> None:
@@ -136,19 +124,15 @@ class _Core:
     stop_waiters: list[Deferred[None]] = field(default_factory=list)
     finish_waiters: list[Deferred[None]] = field(default_factory=list)
 
-    def wait_for_stop(self) -> Deferred[None]:
-        """A Deferred that fires when the supervisor has stopped."""
-        waiter: Deferred[None] = Deferred()
-        self.stop_waiters.append(waiter)
-        return waiter
-
     def emit(
         self, name: EventName, state: State | None = None, **fields: Unpack[EventFields]
     ) -> None:
-        """The one place events come from: record the new state, then tell the hub."""
+        """The one place events come from (and the connectors' reporter): record the new
+        state, then tell the hub."""
         previous = self.state
         if state is not None:
             self.state = state
+        fields.setdefault("keepalive", name is names.KEEPALIVE_TIMEOUT)
         event = Event(
             name=name,
             component=self.name,
@@ -160,45 +144,25 @@ class _Core:
         )
         self.hub.emit(event)
 
-    def report(
-        self,
-        name: EventName,
-        *,
-        error: str | None = None,
-        traceback: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        """Events a connector reports from inside a state."""
-        self.emit(
-            name,
-            error=error,
-            traceback=traceback,
-            reason=reason,
-            keepalive=name is names.KEEPALIVE_TIMEOUT,
-        )
-
-    def plan(self, problem: _Problem) -> _Retry | WampdError:
-        """Retry (and when), or the error to give up with. Pure but for ``rand``."""
+    def plan(self, problem: _Problem) -> float | RetriesExhausted | FatalRouterError:
+        """The delay of the next retry, or the error to give up with. Pure but for ``rand``."""
         if problem.reason is not None and problem.reason in self.policy.fatal_errors:
             return FatalRouterError(self.name, problem.reason, problem.error)
-        failures = self.failures + 1
-        if not self.ever_joined and not self.policy.retry_on_start:
-            return RetriesExhausted(self.name, 0, problem.error)
-        if self.policy.max_retries is not None and failures > self.policy.max_retries:
-            return RetriesExhausted(self.name, failures - 1, problem.error)
-        delay = self.policy.backoff.delay(failures, self.rand, self.previous_delay)
-        return _Retry(failures=failures, delay=delay)
+        # Before the first join, retry_on_start = false leaves no retries at all.
+        budget = self.policy.max_retries if self.ever_joined or self.policy.retry_on_start else 0
+        if budget is not None and self.failures >= budget:
+            return RetriesExhausted(self.name, self.failures, problem.error)
+        return self.policy.backoff.delay(self.failures + 1, self.rand, self.previous_delay)
 
     def route(self, machine: _Inputs, problem: _Problem) -> None:
-        """Feed the input that ``problem`` leads to."""
+        """Feed the input that ``problem`` leads to; the next attempt tries the next URL."""
+        self.next_url += 1
         if problem.loss is not None and problem.loss.by_component:
             machine._done(problem)
-            return
-        verdict = self.plan(problem)
-        if isinstance(verdict, _Retry):
-            machine._retry(problem, verdict)
-        else:
+        elif isinstance(verdict := self.plan(problem), WampdError):
             machine._fail(problem, verdict)
+        else:
+            machine._retry(problem, verdict)
 
     def describe(self, problem: _Problem) -> None:
         """Emit what went wrong, in the state where it went wrong."""
@@ -219,17 +183,22 @@ class _Core:
                 traceback=problem.traceback,
             )
 
-    def finish(self, result: WampdError | None) -> None:
-        """Fire everybody waiting for the supervisor to stop or fail."""
-        self.stop_waiters, stopping = [], self.stop_waiters
-        for waiter in stopping:
-            waiter.callback(None)
-        self.finish_waiters, finishing = [], self.finish_waiters
-        for waiter in finishing:
-            if result is None:
+    def stopped(self, problem: _Problem | None = None, reason: str | None = None) -> None:
+        """Enter stopped, saying first how a lost session ended (a cancelled attempt is quiet)."""
+        if problem is not None and problem.loss is not None:
+            self.describe(problem)
+        self.emit(names.SUPERVISOR_STOPPED, State.STOPPED, reason=reason)
+        self.finish(None)
+
+    def finish(self, error: WampdError | None) -> None:
+        """Fire the waiters of ``stop`` (none when it gives up), then of ``whenFinished``."""
+        waiters = self.stop_waiters + self.finish_waiters
+        self.stop_waiters, self.finish_waiters = [], []
+        for waiter in waiters:
+            if error is None:
                 waiter.callback(None)
             else:
-                waiter.errback(result)
+                waiter.errback(error)
 
 
 @dataclass
@@ -268,6 +237,11 @@ def _describe_failure(failure: Failure, url: str, connect_timeout: float) -> _Pr
     )
 
 
+def _waiter(waiters: list[Deferred[None]]) -> Deferred[None]:
+    waiters.append(Deferred())
+    return waiters[-1]
+
+
 def _build() -> Callable[[_Core], _Inputs]:
     machine = TypeMachineBuilder(_Inputs, _Core)
 
@@ -279,14 +253,11 @@ def _build() -> Callable[[_Core], _Inputs]:
             core.failures, core.previous_delay, core.outage_since = 0, None, None
         url = core.urls[core.next_url % len(core.urls)]
         core.emit(names.CONNECT_ATTEMPT, State.CONNECTING, url=url, attempt=core.failures + 1)
-        attempt = _Pending(core.connector(url, core.report), url, core.clock.seconds())
-        attempt.deferred.addTimeout(
-            core.connect_timeout,
-            cast(IReactorTime, core.clock),  # the reactor, or a Clock in tests
-        )
+        attempt = _Pending(core.connector(url, core.emit), url, core.clock.seconds())
+        # The clock is the reactor, or a Clock in tests.
+        attempt.deferred.addTimeout(core.connect_timeout, cast(IReactorTime, core.clock))
 
         def failed(failure: Failure) -> None:
-            core.next_url += 1
             core.route(inputs, _describe_failure(failure, url, core.connect_timeout))
 
         attempt.deferred.addCallbacks(inputs._joined, failed)
@@ -296,36 +267,36 @@ def _build() -> Callable[[_Core], _Inputs]:
         stable = core.clock.callLater(core.policy.stable_after, inputs._stable)
 
         def lost(loss: Loss) -> None:
-            core.next_url += 1
+            if stable.active():
+                stable.cancel()
             core.route(inputs, _Problem(error=loss.message or loss.reason, url=link.url, loss=loss))
 
         link.lost.addCallback(lost)
         return _Session(link, stable)
 
-    def wait(inputs: _Inputs, core: _Core, problem: _Problem, plan: _Retry) -> _Wait:
-        core.failures = plan.failures
-        core.previous_delay = plan.delay
+    def wait(inputs: _Inputs, core: _Core, problem: _Problem, delay: float) -> _Wait:
+        core.failures += 1
+        core.previous_delay = delay
         if core.outage_since is None:
             core.outage_since = core.clock.seconds()
         core.describe(problem)
         core.emit(
             names.RETRY_SCHEDULED,
             State.BACKOFF,
-            retry=plan.failures,
-            delay=plan.delay,
+            retry=core.failures,
+            delay=delay,
             error=problem.error,
         )
-        return _Wait(core.clock.callLater(plan.delay, inputs._due))
+        return _Wait(core.clock.callLater(delay, inputs._due))
 
-    def give_up(inputs: _Inputs, core: _Core, problem: _Problem, error: WampdError) -> WampdError:
+    def give_up(
+        inputs: _Inputs, core: _Core, problem: _Problem, error: RetriesExhausted | FatalRouterError
+    ) -> WampdError:
         core.failures += 1
-        if core.outage_since is None:
-            core.outage_since = core.clock.seconds()
         if isinstance(error, RetriesExhausted):
             core.describe(problem)
             core.emit(names.RETRIES_EXHAUSTED, State.FAILED, error=str(error), retry=error.retries)
         else:
-            assert isinstance(error, FatalRouterError)
             # Every attempt ends in exactly one event; this one's is fatal.error.
             core.emit(
                 names.FATAL_ERROR,
@@ -345,18 +316,19 @@ def _build() -> Callable[[_Core], _Inputs]:
     Stopped = machine.state("Stopped")
     Failed = machine.state("Failed", give_up)
 
-    # -- starting and connecting --
+    # -- starting, connecting and joined (the data factories do the work) --
 
     Idle.upon(_Inputs.start).to(Connecting).returns(None)
+    Stopped.upon(_Inputs.start).to(Connecting).returns(None)
+    Failed.upon(_Inputs.start).to(Connecting).returns(None)
     Waiting.upon(_Inputs._due).to(Connecting).returns(None)
     Connecting.upon(_Inputs.start).loop().returns(None)
     Joined.upon(_Inputs.start).loop().returns(None)
     Waiting.upon(_Inputs.start).loop().returns(None)
-
-    @Stopped.upon(_Inputs.start).to(Connecting)
-    @Failed.upon(_Inputs.start, nodata=True).to(Connecting)
-    def restart(inputs: _Inputs, core: _Core) -> None:
-        "Started again after stopping or failing; the attempt resets the count."
+    Connecting.upon(_Inputs._retry).to(Waiting).returns(None)
+    Joined.upon(_Inputs._retry).to(Waiting).returns(None)
+    Connecting.upon(_Inputs._fail).to(Failed).returns(None)
+    Joined.upon(_Inputs._fail).to(Failed).returns(None)
 
     @Connecting.upon(_Inputs._joined).to(Joined)
     def joined(inputs: _Inputs, core: _Core, attempt: _Pending, link: Link) -> None:
@@ -374,96 +346,54 @@ def _build() -> Callable[[_Core], _Inputs]:
             outage_duration=outage,
         )
 
-    @Connecting.upon(_Inputs._retry).to(Waiting)
-    def attempt_retry(
-        inputs: _Inputs, core: _Core, attempt: _Pending, problem: _Problem, plan: _Retry
-    ) -> None:
-        "Described and scheduled on entering backoff."
-
-    @Connecting.upon(_Inputs._fail).to(Failed)
-    def attempt_fail(
-        inputs: _Inputs, core: _Core, attempt: _Pending, problem: _Problem, error: WampdError
-    ) -> None:
-        "Described on entering failed."
-
-    # -- joined --
-
     @Joined.upon(_Inputs._stable).loop()
     def stable(inputs: _Inputs, core: _Core, session: _Session) -> None:
         core.failures, core.previous_delay = 0, None
         core.emit(names.SESSION_STABLE, session_id=session.link.session_id)
 
-    @Joined.upon(_Inputs._retry).to(Waiting)
-    def lost_retry(
-        inputs: _Inputs, core: _Core, session: _Session, problem: _Problem, plan: _Retry
-    ) -> None:
-        _cancel(session.stable)
-
-    @Joined.upon(_Inputs._fail).to(Failed)
-    def lost_fail(
-        inputs: _Inputs, core: _Core, session: _Session, problem: _Problem, error: WampdError
-    ) -> None:
-        _cancel(session.stable)
-
     @Joined.upon(_Inputs._done).to(Stopped)
     def component_left(inputs: _Inputs, core: _Core, session: _Session, problem: _Problem) -> None:
-        _cancel(session.stable)
-        core.describe(problem)
-        core.emit(names.SUPERVISOR_STOPPED, State.STOPPED, reason="component left")
-        core.finish(None)
+        core.stopped(problem, reason="component left")
 
     # -- stopping --
 
     @Idle.upon(_Inputs.stop).to(Stopped)
     def stop_idle(inputs: _Inputs, core: _Core) -> Deferred[None]:
-        core.emit(names.SUPERVISOR_STOPPED, State.STOPPED)
-        core.finish(None)
+        core.stopped()
         return succeed(None)
 
     @Waiting.upon(_Inputs.stop).to(Stopped)
     def stop_waiting(inputs: _Inputs, core: _Core, wait: _Wait) -> Deferred[None]:
-        _cancel(wait.call)
-        core.emit(names.SUPERVISOR_STOPPED, State.STOPPED)
-        core.finish(None)
-        return succeed(None)
+        wait.call.cancel()
+        return stop_idle(inputs, core)
 
     @Connecting.upon(_Inputs.stop).to(Stopping)
     def stop_connecting(inputs: _Inputs, core: _Core, attempt: _Pending) -> Deferred[None]:
-        waiter = core.wait_for_stop()
         core.emit(names.SUPERVISOR_STOPPING, State.STOPPING, url=attempt.url)
         attempt.deferred.cancel()
-        return waiter
+        return _waiter(core.stop_waiters)
 
     @Joined.upon(_Inputs.stop).to(Stopping)
     def stop_joined(inputs: _Inputs, core: _Core, session: _Session) -> Deferred[None]:
-        waiter = core.wait_for_stop()
-        _cancel(session.stable)
+        if session.stable.active():
+            session.stable.cancel()
         core.emit(names.SUPERVISOR_STOPPING, State.STOPPING, session_id=session.link.session_id)
         session.link.leave(core.leave_timeout)
-        return waiter
+        return _waiter(core.stop_waiters)
 
     @Stopping.upon(_Inputs.stop).loop()
     def stop_again(inputs: _Inputs, core: _Core) -> Deferred[None]:
-        return core.wait_for_stop()
+        return _waiter(core.stop_waiters)
 
-    @Stopped.upon(_Inputs.stop).loop()
-    @Failed.upon(_Inputs.stop, nodata=True).loop()
-    def already_stopped(inputs: _Inputs, core: _Core) -> Deferred[None]:
-        return succeed(None)
-
-    @Stopping.upon(_Inputs._retry).to(Stopped)
-    def stopped_after_retry(inputs: _Inputs, core: _Core, problem: _Problem, plan: _Retry) -> None:
-        _stopped(core, problem)
-
-    @Stopping.upon(_Inputs._fail).to(Stopped)
-    def stopped_after_fail(
-        inputs: _Inputs, core: _Core, problem: _Problem, error: WampdError
+    def stopping_over(
+        inputs: _Inputs, core: _Core, problem: _Problem, *_: object, **__: object
     ) -> None:
-        _stopped(core, problem)
+        "The attempt or the session being stopped is gone, however it ended."
+        core.stopped(problem)
 
-    @Stopping.upon(_Inputs._done).to(Stopped)
-    def stopped_after_done(inputs: _Inputs, core: _Core, problem: _Problem) -> None:
-        _stopped(core, problem)
+    Stopping.upon(_Inputs._retry).to(Stopped)(stopping_over)
+    Stopping.upon(_Inputs._fail).to(Stopped)(stopping_over)
+    Stopping.upon(_Inputs._done).to(Stopped)(stopping_over)
 
     # -- waiting for the end --
 
@@ -473,12 +403,12 @@ def _build() -> Callable[[_Core], _Inputs]:
     @Waiting.upon(_Inputs.whenFinished, nodata=True).loop()
     @Stopping.upon(_Inputs.whenFinished).loop()
     def not_finished(inputs: _Inputs, core: _Core) -> Deferred[None]:
-        waiter: Deferred[None] = Deferred()
-        core.finish_waiters.append(waiter)
-        return waiter
+        return _waiter(core.finish_waiters)
 
+    @Stopped.upon(_Inputs.stop).loop()
     @Stopped.upon(_Inputs.whenFinished).loop()
-    def finished_stopped(inputs: _Inputs, core: _Core) -> Deferred[None]:
+    @Failed.upon(_Inputs.stop, nodata=True).loop()
+    def finished(inputs: _Inputs, core: _Core) -> Deferred[None]:
         return succeed(None)
 
     @Failed.upon(_Inputs.whenFinished).loop()
@@ -486,18 +416,6 @@ def _build() -> Callable[[_Core], _Inputs]:
         return fail(error)
 
     return machine.build()
-
-
-def _stopped(core: _Core, problem: _Problem) -> None:
-    if problem.loss is not None:
-        core.describe(problem)
-    core.emit(names.SUPERVISOR_STOPPED, State.STOPPED)
-    core.finish(None)
-
-
-def _cancel(call: DelayedCall) -> None:
-    if call.active():
-        call.cancel()
 
 
 _Machine = _build()
@@ -533,15 +451,7 @@ class Supervisor(Service):
             raise ValueError("a supervisor needs at least one router URL")
         self.name = name
         self._core = _Core(
-            name=name,
-            connector=connector,
-            urls=tuple(urls),
-            policy=policy,
-            clock=clock,
-            rand=rand,
-            connect_timeout=connect_timeout,
-            leave_timeout=leave_timeout,
-            hub=hub,
+            name, connector, tuple(urls), policy, clock, rand, connect_timeout, leave_timeout, hub
         )
         self._machine = _Machine(self._core)
 

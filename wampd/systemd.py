@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import Any
 
 from twisted.internet.task import LoopingCall
@@ -45,12 +46,10 @@ class SystemdNotifier:
         self._states = states
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._socket.setblocking(False)
-        self._watchdog: LoopingCall | None = None
         self._failed = False
-        if watchdog_usec:
-            self._watchdog = LoopingCall(self.send, "WATCHDOG=1")
-            self._watchdog.clock = clock
-            self._interval = watchdog_usec / 2 / 1_000_000
+        self._watchdog = LoopingCall(self.send, "WATCHDOG=1")
+        self._watchdog.clock = clock
+        self._interval = (watchdog_usec or 0) / 2 / 1_000_000
 
     @classmethod
     def from_environ(
@@ -63,13 +62,10 @@ class SystemdNotifier:
         address = environ.get("NOTIFY_SOCKET")
         if not address:
             return None
-        usec: int | None = None
-        pid = environ.get("WATCHDOG_PID")
-        if pid is None or pid == str(os.getpid()):
-            try:
-                usec = int(environ.get("WATCHDOG_USEC", "0")) or None
-            except ValueError:
-                usec = None
+        usec = 0
+        if environ.get("WATCHDOG_PID", str(os.getpid())) == str(os.getpid()):
+            with suppress(ValueError):
+                usec = int(environ.get("WATCHDOG_USEC", "0"))
         return cls(address, clock=clock, states=states, watchdog_usec=usec)
 
     def send(self, message: str) -> None:
@@ -91,7 +87,7 @@ class SystemdNotifier:
     def ready(self) -> None:
         """Started: READY=1 with the current status; start the watchdog pings."""
         self.send(f"READY=1\nSTATUS={self.status()}")
-        if self._watchdog is not None and not self._watchdog.running:
+        if self._interval and not self._watchdog.running:
             self._watchdog.start(self._interval, now=True)
 
     def stopping(self) -> None:
@@ -99,7 +95,7 @@ class SystemdNotifier:
         self.send("STOPPING=1\nSTATUS=stopping")
 
     def close(self) -> None:
-        if self._watchdog is not None and self._watchdog.running:
+        if self._watchdog.running:
             self._watchdog.stop()
         self._socket.close()
 

@@ -24,10 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autobahn.twisted.wamp import Application
-from autobahn.twisted.websocket import (
-    WampWebSocketClientFactory,
-    WampWebSocketClientProtocol,
-)
+from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
 from autobahn.wamp.auth import create_authenticator
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import CloseDetails, ComponentConfig
@@ -141,20 +138,28 @@ class WampConnector:
             applied after wampd's own.
         :param runner: the ``runner`` of every session's ``ComponentConfig``.
         """
-        self._reactor = reactor
+        self.reactor = reactor
         self._make_session = fresh_sessions(make_session)
-        self._settings = settings
+        self.settings = settings
         self._extra = extra if isinstance(extra, dict) else dict(extra or {})
         self._endpoint = endpoint
         self._tls_creator = tls
-        self._serializers = (
-            list(serializers)
-            if serializers is not None
-            else [_SERIALIZERS[name]() for name in settings.serializers]
-        )
+        if serializers is None:
+            serializers = [_SERIALIZERS[name]() for name in settings.serializers]
+        self._serializers = list(serializers)
         self._websocket_options = dict(websocket_options or {})
         self._runner = runner
-        self._tls = _load_tls(settings.tls)
+        # The trust root and client certificate, from PEM files read once, at start.
+        files = settings.tls
+        self._trust = (
+            Certificate.loadPEM(Path(files.ca_file).read_bytes()) if files.ca_file else None
+        )
+        self._client: Any = None
+        if files.cert_file:
+            pem = Path(files.cert_file).read_bytes()
+            if files.key_file:
+                pem += b"\n" + Path(files.key_file).read_bytes()
+            self._client = PrivateCertificate.loadPEM(pem)
 
     def __call__(self, url: str, report: Reporter) -> Deferred[Link]:
         return _Attempt(self, url, report).start()
@@ -164,52 +169,38 @@ class WampConnector:
     def endpoint(self, url: str) -> tuple[Any, dict[str, Any] | None]:
         """The endpoint to connect to, and autobahn's ``proxy`` option if there is one."""
         secure, host, port, *_ = parse_url(url)
-        settings = self._settings
         if self._endpoint is not None:
             return self._endpoint, None
-        timeout = settings.connect_timeout
-        if settings.proxy is not None:
-            proxy_host, proxy_port = settings.proxy
+        timeout = self.settings.connect_timeout
+        if self.settings.proxy is not None:
             # autobahn speaks CONNECT to the proxy, then starts TLS itself if wss.
-            return tcp_endpoint(self._reactor, proxy_host, proxy_port, timeout), {
-                "host": proxy_host,
-                "port": proxy_port,
-            }
-        endpoint: Any = tcp_endpoint(self._reactor, host, port, timeout)
-        if secure:
-            endpoint = wrapClientTLS(self.tls_options(host), endpoint)
-        return endpoint, None
+            host, port = self.settings.proxy
+            return tcp_endpoint(self.reactor, host, port, timeout), {"host": host, "port": port}
+        endpoint = tcp_endpoint(self.reactor, host, port, timeout)
+        return (wrapClientTLS(self.tls_options(host), endpoint) if secure else endpoint), None
 
     def tls_options(self, host: str) -> Any:
         if self._tls_creator is not None:
             return self._tls_creator
-        settings = self._settings.tls
-        trust, client = self._tls
-        if not settings.verify:
-            self._log.warn(
-                "TLS certificate verification is OFF for {host} (router.verify = false)",
-                host=host,
-            )
-            if client is None:
-                return CertificateOptions(verify=False)
-            return CertificateOptions(
-                verify=False, certificate=client.original, privateKey=client.privateKey.original
-            )
-        return optionsForClientTLS(
-            host,
-            trustRoot=trust if trust is not None else platformTrust(),
-            clientCertificate=client,
+        if self.settings.tls.verify:
+            trust = self._trust if self._trust is not None else platformTrust()
+            return optionsForClientTLS(host, trustRoot=trust, clientCertificate=self._client)
+        self._log.warn(
+            "TLS certificate verification is OFF for {host} (router.verify = false)", host=host
         )
+        if self._client is None:
+            return CertificateOptions(verify=False)
+        return self._client.options()  # its certificate and key, and no trust root: no checks
 
     def factory(self, attempt: _Attempt, url: str, proxy: dict[str, Any] | None) -> Any:
-        settings = self._settings
+        settings = self.settings
         factory: Any = WampWebSocketClientFactory(
             attempt.make_session,
             url=url,
             serializers=self._serializers,
             proxy=proxy,
             headers=dict(settings.headers) or None,
-            reactor=self._reactor,
+            reactor=self.reactor,
         )
         if proxy is not None and factory.isSecure:
             factory.contextFactory = self.tls_options(factory.host)
@@ -221,40 +212,16 @@ class WampConnector:
             openHandshakeTimeout=0,
             closeHandshakeTimeout=settings.close_timeout,
         )
-        if self._websocket_options:
-            factory.setProtocolOptions(**self._websocket_options)
+        factory.setProtocolOptions(**self._websocket_options)
         # autobahn's ping, PONG and close-handshake timers, to the reactor's precision.
-        factory._batched_timer = PreciseTimer(self._reactor)
+        factory._batched_timer = PreciseTimer(self.reactor)
         factory.wampd_attempt = attempt
         return factory
 
     def new_session(self) -> Any:
         return self._make_session(
-            ComponentConfig(realm=self._settings.realm, extra=self._extra, runner=self._runner)
+            ComponentConfig(realm=self.settings.realm, extra=self._extra, runner=self._runner)
         )
-
-    def authenticator(self) -> Any | None:
-        settings = self._settings
-        if settings.auth_method == "anonymous":
-            return None
-        options: dict[str, Any] = {}
-        if settings.authid is not None:
-            options["authid"] = settings.authid
-        if settings.authrole is not None:
-            options["authrole"] = settings.authrole
-        if settings.auth_method == "ticket":
-            options["ticket"] = settings.secret
-        else:
-            options["secret"] = settings.secret
-        return create_authenticator(settings.auth_method, **options)
-
-    @property
-    def settings(self) -> WampSettings:
-        return self._settings
-
-    @property
-    def reactor(self) -> Any:
-        return self._reactor
 
 
 def tcp_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
@@ -310,25 +277,12 @@ def fresh_sessions(make: SessionFactory) -> SessionFactory:
     """
     if not isinstance(make, Application):
         return make
-    app = make
 
     def make_application_session(config: ComponentConfig) -> Any:
-        app.session = None
-        return app(config)
+        make.session = None
+        return make(config)
 
     return make_application_session
-
-
-def _load_tls(tls: TLSSettings) -> tuple[Any | None, Any | None]:
-    """The trust root and client certificate from PEM files (read once, at start)."""
-    trust = Certificate.loadPEM(Path(tls.ca_file).read_bytes()) if tls.ca_file else None
-    client = None
-    if tls.cert_file:
-        pem = Path(tls.cert_file).read_bytes()
-        if tls.key_file:
-            pem += b"\n" + Path(tls.key_file).read_bytes()
-        client = PrivateCertificate.loadPEM(pem)
-    return trust, client
 
 
 class _Protocol(WampWebSocketClientProtocol):
@@ -350,74 +304,56 @@ class _Attempt:
 
     def __init__(self, connector: WampConnector, url: str, report: Reporter) -> None:
         self._connector = connector
-        self._url = url
+        self.url = url
         self._report = report
         self._joined: Deferred[Link] = Deferred(self._cancel)
-        self._lost: Deferred[Loss] = Deferred()
+        self.lost: Deferred[Loss] = Deferred()
         self._connecting: Deferred[Any] | None = None
         self._protocol: Any = None
         self._session: Any = None
-        self._session_id = 0
-        self._realm = connector.settings.realm or ""
+        self.session_id = 0
+        self.realm = connector.settings.realm or ""
         #: What happened to this attempt; :func:`~wampd.outcome.outcome` decides the end.
         self.facts = Facts()
         self._guard: DelayedCall | None = None
-        self._original_leave: Callable[..., Any] = lambda *args: None
+        #: The session's own ``leave``, set (with the session) by :meth:`_instrument`.
+        self._original_leave: Callable[..., Any]
 
     # -- Link --
 
-    @property
-    def url(self) -> str:
-        return self._url
-
-    @property
-    def session_id(self) -> int:
-        return self._session_id
-
-    @property
-    def realm(self) -> str:
-        return self._realm
-
-    @property
-    def lost(self) -> Deferred[Loss]:
-        return self._lost
-
     def leave(self, timeout: float) -> None:
-        session = self._session
-        if session is not None and session.is_attached() and self._protocol is not None:
+        if self._session is not None and self._session.is_attached() and self._protocol is not None:
             self._guard = self._connector.reactor.callLater(timeout, self.abort)
             self._send_goodbye("wamp.close.normal")
         else:
             self.abort()
 
     def abort(self) -> None:
-        protocol = self._protocol
-        if protocol is not None and protocol.transport is not None:
-            protocol.transport.abortConnection()
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.abortConnection()
 
     # -- the attempt --
 
     def start(self) -> Deferred[Link]:
         try:
-            endpoint, proxy = self._connector.endpoint(self._url)
-            factory = self._connector.factory(self, self._url, proxy)
+            endpoint, proxy = self._connector.endpoint(self.url)
+            factory = self._connector.factory(self, self.url, proxy)
         except Exception as e:
-            self._joined.errback(AttemptError(f"cannot connect to {self._url}: {e}"))
-            return self._joined
-        self._connecting = endpoint.connect(factory)
-        self._connecting.addCallbacks(self._connected, self._connect_failed)
+            self._joined.errback(AttemptError(f"cannot connect to {self.url}: {e}"))
+        else:
+            self._connecting = endpoint.connect(factory)
+            self._connecting.addCallbacks(self._connected, self._connect_failed)
         return self._joined
 
     def _connected(self, protocol: Any) -> None:
-        self._connecting = None
         self._protocol = protocol
 
     def _connect_failed(self, failure: Failure) -> None:
-        self._connecting = None
         if not self._joined.called:
             self._joined.errback(AttemptError(_describe(failure)))
 
     def _cancel(self, d: Deferred[Link]) -> None:
+        # Once the connection is made (or failed), cancelling its Deferred does nothing.
         if self._connecting is not None:
             self._connecting.cancel()
         self.abort()
@@ -445,17 +381,18 @@ class _Attempt:
             return self._send_goodbye(reason or "wamp.close.normal", message)
 
         def on_join(details: Any) -> Any:
-            d = maybeDeferred(original_on_join, details)
-            d.addErrback(self._join_handler_failed)
-            return d
+            return maybeDeferred(original_on_join, details).addErrback(self._join_handler_failed)
 
         session.leave = leave
         session.onJoin = on_join
 
-        authenticator = self._connector.authenticator()
-        if authenticator is None:
-            return
         settings = self._connector.settings
+        if settings.auth_method == "anonymous":
+            return
+        given = {"authid": settings.authid, "authrole": settings.authrole}
+        options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        options["ticket" if settings.auth_method == "ticket" else "secret"] = settings.secret
+        authenticator = create_authenticator(settings.auth_method, **options)
 
         def join(realm: str, authmethods: list[str] | None = None, *args: Any, **kw: Any) -> Any:
             if authmethods is None and not args:
@@ -473,8 +410,8 @@ class _Attempt:
         session.onChallenge = on_challenge
 
     def _on_join(self, session: Any, details: Any) -> None:
-        self._session_id = details.session
-        self._realm = details.realm or self._realm
+        self.session_id = details.session
+        self.realm = details.realm or self.realm
         if not self._joined.called:
             self._joined.callback(self)
 
@@ -497,12 +434,8 @@ class _Attempt:
         return self._original_leave(reason, message)
 
     def _report_component_error(self, failure: Failure, what: str) -> None:
-        self.facts.component_error = f"{what}: {_describe(failure)}"
-        self._report(
-            names.COMPONENT_ERROR,
-            error=self.facts.component_error,
-            traceback=failure.getTraceback(),
-        )
+        error = self.facts.component_error = f"{what}: {_describe(failure)}"
+        self._report(names.COMPONENT_ERROR, error=error, traceback=failure.getTraceback())
 
     def keepalive_timed_out(self) -> None:
         self.facts.keepalive = True
@@ -515,20 +448,15 @@ class _Attempt:
         if self._guard is not None and self._guard.active():
             self._guard.cancel()
         self._session = None
-        self.facts.not_clean = _clean(protocol.wasNotCleanReason)
+        self.facts.not_clean = str(why) if (why := protocol.wasNotCleanReason) else None
         self.facts.transport = _describe(reason)
         ending = outcome(self.facts, joined=self._joined.called)
         if isinstance(ending, AttemptError):
             self._joined.errback(ending)
-        elif not self._lost.called:
-            self._lost.callback(ending)
+        elif not self.lost.called:
+            self.lost.callback(ending)
 
 
 def _describe(failure: Failure) -> str:
-    value = failure.value
-    text = str(value).strip() or type(value).__name__
-    return f"{type(value).__name__}: {text}"
-
-
-def _clean(reason: Any) -> str | None:
-    return str(reason) if reason else None
+    name = type(failure.value).__name__
+    return f"{name}: {str(failure.value).strip() or name}"
