@@ -11,7 +11,7 @@ driven by the real autobahn connector (``wampd.wamp``) in production.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -80,7 +80,7 @@ class Reporter(Protocol):
 
     def __call__(
         self,
-        name: EventName,
+        name: Literal[EventName.COMPONENT_ERROR, EventName.KEEPALIVE_TIMEOUT],
         *,
         error: str | None = None,
         traceback: str | None = None,

@@ -22,7 +22,8 @@ from __future__ import annotations
 import random as _random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Unpack, cast
+from typing import Literal as L  # noqa: N817 -- the overloads read better short
+from typing import Protocol, Unpack, cast, overload
 
 from automat import TypeMachineBuilder
 from twisted.application.service import Service
@@ -34,6 +35,7 @@ from ._typing import Clock, DelayedCall
 from .backoff import Backoff
 from .errors import FatalRouterError, RetriesExhausted, WampdError
 from .events import Event, EventFields, EventHub, EventName, State, names
+from .events import EventName as N
 from .link import AttemptError, Connector, Link, Loss
 
 __all__ = ["RetryPolicy", "Supervisor"]
@@ -123,6 +125,78 @@ class _Core:
     next_url: int = 0
     stop_waiters: list[Deferred[None]] = field(default_factory=list)
     finish_waiters: list[Deferred[None]] = field(default_factory=list)
+
+    # Each kind of event with the fields it carries (and the state it enters, if any).
+    @overload
+    def emit(self, name: L[N.CONNECT_ATTEMPT], state: State, *, url: str, attempt: int) -> None: ...
+    @overload
+    def emit(
+        self,
+        name: L[N.CONNECT_FAILED],
+        *,
+        url: str | None,
+        reason: str | None,
+        error: str,
+        traceback: str | None,
+    ) -> None: ...
+    @overload
+    def emit(
+        self,
+        name: L[N.SESSION_JOINED],
+        state: State,
+        *,
+        url: str,
+        session_id: int | None,
+        realm: str | None,
+        connect_duration: float,
+        outage_duration: float | None,
+    ) -> None: ...
+    @overload
+    def emit(self, name: L[N.SESSION_STABLE], *, session_id: int | None) -> None: ...
+    @overload
+    def emit(
+        self,
+        name: L[N.SESSION_LEFT],
+        *,
+        url: str | None,
+        reason: str,
+        error: str | None,
+        keepalive: bool,
+    ) -> None: ...
+    @overload
+    def emit(
+        self, name: L[N.RETRY_SCHEDULED], state: State, *, retry: int, delay: float, error: str
+    ) -> None: ...
+    @overload
+    def emit(
+        self, name: L[N.RETRIES_EXHAUSTED], state: State, *, error: str, retry: int
+    ) -> None: ...
+    @overload
+    def emit(
+        self, name: L[N.FATAL_ERROR], state: State, *, url: str | None, reason: str, error: str
+    ) -> None: ...
+    @overload
+    def emit(
+        self,
+        name: L[N.COMPONENT_ERROR, N.KEEPALIVE_TIMEOUT],
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+        reason: str | None = None,
+    ) -> None: ...
+    @overload
+    def emit(
+        self,
+        name: L[N.SUPERVISOR_STOPPING],
+        state: State,
+        *,
+        url: str | None = None,
+        session_id: int | None = None,
+    ) -> None: ...
+    @overload
+    def emit(
+        self, name: L[N.SUPERVISOR_STOPPED], state: State, *, reason: str | None = None
+    ) -> None: ...
 
     def emit(
         self, name: EventName, state: State | None = None, **fields: Unpack[EventFields]
