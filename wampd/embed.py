@@ -12,7 +12,7 @@ import difflib
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypedDict
 
 from autobahn.websocket.util import parse_url
@@ -305,14 +305,15 @@ class Arguments:
         make: SessionFactory,
         *,
         extra: Mapping[str, Any] | None,
-        connector_options: Mapping[str, Any] | None = None,
-        policy: RetryPolicy | None = None,
+        once: bool = False,
+        **connector_options: Any,
     ) -> tree.Plan:
         """The plan of a tree supervising ``make``'s sessions.
 
+        :param once: one attempt, and losing the session ends the run (``run()`` without
+            ``auto_reconnect``).
         :param connector_options: more keywords for the connector (endpoint,
             websocket_options, runner).
-        :param policy: instead of the arguments' (a run without ``auto_reconnect``).
         """
         if not callable(make):
             raise TypeError(
@@ -325,9 +326,9 @@ class Arguments:
             make=make,
             urls=(self.url,),
             wamp=self.wamp,
-            policy=policy or self.policy,
+            policy=replace(self.policy, max_retries=0) if once else self.policy,
             extra=extra,
-            connector_options={**self.connector_options, **(connector_options or {})},
+            connector_options={**self.connector_options, **connector_options},
         )
         return tree.Plan(
             components=(component,),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Unpack
 
 from twisted.internet.defer import Deferred, succeed
@@ -27,7 +26,6 @@ from twisted.python.failure import Failure
 from .embed import Arguments, HostOptions, default_reactor
 from .events import EventHub, Observer, State
 from .logs import log_to_stdout, twisted_logger
-from .supervisor import Supervisor
 from .tree import Tree
 from .wamp import SessionFactory
 
@@ -118,8 +116,6 @@ class ApplicationRunner:
         self._reactor: Any = None
         self._trigger: Any = None
         self._shutting_down = False
-        #: The port ``/metrics`` and the probes listen on, once :meth:`run` started them.
-        self.http_port: int | None = None
 
     # -- observability --
 
@@ -133,14 +129,17 @@ class ApplicationRunner:
     @property
     def state(self) -> State:
         """The session's state: ``idle`` before :meth:`run`, then the supervisor's."""
-        return self._supervisor().state if self._tree is not None else State.IDLE
+        return self._tree.supervisor.state if self._tree is not None else State.IDLE
 
     @property
     def registry(self) -> Any:
         """The Prometheus registry with wampd's series, if metrics are on."""
-        if self._tree is not None:
-            return self._tree.registry
-        return self._arguments.settings.registry
+        return self._arguments.settings.registry if self._tree is None else self._tree.registry
+
+    @property
+    def http_port(self) -> int | None:
+        """The port ``/metrics`` and the probes listen on, while :meth:`run` runs."""
+        return None if self._tree is None else self._tree.http_port
 
     # -- autobahn's API --
 
@@ -149,7 +148,7 @@ class ApplicationRunner:
         With ``start_reactor=True`` the reactor then stops and :meth:`run` returns."""
         if self._tree is None:
             return succeed(None)
-        stopping: Deferred[None] = self._supervisor().stopService()
+        stopping: Deferred[None] = self._tree.supervisor.stopService()
         return stopping
 
     def run(
@@ -193,27 +192,24 @@ class ApplicationRunner:
         plan = self._arguments.plan(
             make,
             extra=self.extra,
-            connector_options={
-                "endpoint": endpoint,
-                "websocket_options": self.websocket_options,
-                "runner": self,
-            },
-            # Without auto_reconnect: one attempt, and losing the session ends the run.
-            policy=None if auto_reconnect else replace(self._arguments.policy, max_retries=0),
+            once=not auto_reconnect,
+            endpoint=endpoint,
+            websocket_options=self.websocket_options,
+            runner=self,
         )
         earlier = self._tree.metrics if self._tree is not None else None
         tree = Tree(plan, reactor=reactor, logger=logger, metrics=earlier)
         tree.subscribe(self._observers.emit)
         self._tree, self._reactor, self._shutting_down = tree, reactor, False
         self._trigger = reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
-        finished = self._supervisor().whenFinished()
+        finished = tree.supervisor.whenFinished()
         finished.addBoth(self._finished, stop_reactor=start_reactor)
         if not start_reactor:
-            self._start(tree)
+            tree.startService()
             return finished
         outcome: list[Failure] = []
         finished.addErrback(outcome.append)
-        reactor.callWhenRunning(self._start, tree)
+        reactor.callWhenRunning(tree.startService)
         reactor.run()
         if outcome:
             outcome[0].raiseException()
@@ -223,16 +219,6 @@ class ApplicationRunner:
         return None
 
     # -- inside --
-
-    def _supervisor(self) -> Supervisor:
-        assert self._tree is not None
-        (supervisor,) = self._tree.supervisors.values()
-        return supervisor
-
-    def _start(self, tree: Tree) -> None:
-        tree.startService()
-        address = tree.listener.address if tree.listener is not None else None
-        self.http_port = None if address is None else address[1]
 
     def _on_shutdown(self) -> Deferred[None] | None:
         """Reactor shutdown: leave with GOODBYE, however many reconnects there were."""

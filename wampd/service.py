@@ -82,20 +82,13 @@ class Service(Tree):
         self.make = make
         self.extra: dict[str, Any] = extra
         self.context_factory = context_factory
-        (self._supervisor,) = self.supervisors.values()
 
     @property
     def state(self) -> State:
         """The supervised session's state now."""
-        return self._supervisor.state
-
-    @property
-    def http_port(self) -> int | None:
-        """The port the HTTP endpoints listen on, while the service runs."""
-        address = self.listener.address if self.listener is not None else None
-        return None if address is None else address[1]
+        return self.supervisor.state
 
     def whenFinished(self) -> Deferred[None]:
         """Fires when the session is over for good: ``None`` when stopped, or fails with
         :class:`~wampd.RetriesExhausted` / :class:`~wampd.FatalRouterError`."""
-        return self._supervisor.whenFinished()
+        return self.supervisor.whenFinished()

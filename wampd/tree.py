@@ -200,6 +200,18 @@ class Tree(MultiService):
         if notifier is not None:
             _Notify(notifier, self.hub).setServiceParent(self)  # type: ignore[no-untyped-call]
 
+    @property
+    def supervisor(self) -> Supervisor:
+        """The supervisor of a one-component tree (the drop-ins')."""
+        (supervisor,) = self.supervisors.values()
+        return supervisor
+
+    @property
+    def http_port(self) -> int | None:
+        """The port ``/metrics`` and the probes listen on, while they do."""
+        address = None if self.listener is None else self.listener.address
+        return None if address is None else address[1]
+
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer`` with every :class:`~wampd.events.Event`; returns an unsubscribe."""
         return self.hub.subscribe(observer)
