@@ -83,6 +83,8 @@ class Settings:
     scrape_components: int = 100
     scrape_requests: int = 200
     scrape_block: int = 20
+    #: Seconds of each reactor-lag window (scraped 10 times a second, and not scraped).
+    scrape_lag_seconds: float = 10.0
     #: Deviations from the hosts' defaults (the smoke run only).
     options: HostOptions = field(default_factory=HostOptions)
     #: Figures in one lane run one after the other on one router; lanes run side by side,
@@ -128,6 +130,7 @@ SMOKE = Settings(
     scrape_components=3,
     scrape_requests=20,
     scrape_block=5,
+    scrape_lag_seconds=1.0,
     options=HostOptions(
         wampd_sections=(
             ("keepalive", (("ping_interval", 1.0), ("ping_timeout", 1.0))),
@@ -593,6 +596,44 @@ def _get(port: int) -> tuple[float, int]:
     return elapsed, len(body)
 
 
+def _lag_buckets(port: int) -> dict[float, float]:
+    """``wampd_reactor_lag_seconds``' cumulative bucket counts by upper bound, now."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    buckets: dict[float, float] = {}
+    for line in body.splitlines():
+        if line.startswith('wampd_reactor_lag_seconds_bucket{le="'):
+            bound = line.split('"')[1]
+            buckets[math.inf if bound == "+Inf" else float(bound)] = float(line.split()[-1])
+    if not buckets:
+        raise BenchError(f"127.0.0.1:{port}/metrics has no wampd_reactor_lag_seconds")
+    return buckets
+
+
+def _lag_p99(port: int, seconds: float, per_second: float) -> float | None:
+    """The reactor lag's p99 (ms, the bucket bound it falls under) in a window of ``seconds``
+    during which /metrics is scraped ``per_second`` times a second (0: not at all)."""
+    before = _lag_buckets(port)
+    end = time.monotonic() + seconds
+    while (now := time.monotonic()) < end:
+        if per_second:
+            _get(port)
+            time.sleep(max(0.0, 1 / per_second - (time.monotonic() - now)))
+        else:
+            time.sleep(min(0.1, end - now))
+    after = _lag_buckets(port)
+    counts = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = counts[math.inf]
+    if total <= 0:
+        return None
+    bound = next(b for b, count in counts.items() if count >= 0.99 * total)
+    return None if math.isinf(bound) else bound * 1000
+
+
 def scrape(lab: Lab, settings: Settings) -> list[Row]:
     """/metrics latency (p50, p99) of wampd with ``scrape_components`` joined components,
     against the stock ``prometheus_client`` exporter serving the same series."""
@@ -628,6 +669,13 @@ def scrape(lab: Lab, settings: Settings) -> list[Row]:
             f"scrape: {len(latencies['wampd'])} scrapes each; body wampd {sizes['wampd']:,} "
             f"bytes, exporter {sizes['exporter']:,} bytes"
         )
+        wampd_port = ports["wampd"]
+        assert wampd_port is not None
+        lag = {
+            "idle": _lag_p99(wampd_port, settings.scrape_lag_seconds, 0),
+            "scraped": _lag_p99(wampd_port, settings.scrape_lag_seconds, 10),
+        }
+        progress(f"scrape: reactor lag p99 {lag['scraped']} ms scraped 10/s, {lag['idle']} ms not")
     finally:
         exporter.kill()
         kill_all(hosts)
@@ -642,6 +690,15 @@ def scrape(lab: Lab, settings: Settings) -> list[Row]:
             "lower",
         )
         for q in (0.5, 0.99)
+    ] + [
+        Row(
+            "reactor_lag_p99_scraped_10_per_s",
+            "ms",
+            lag["scraped"],
+            lag["idle"],
+            "the same wampd, not scraped",
+            "lower",
+        )
     ]
 
 

@@ -28,7 +28,7 @@ from twisted.web.server import Request, Site
 from ._version import __version__
 from .health import Health
 
-__all__ = ["make_site"]
+__all__ = ["Exposition", "make_site", "render_registry"]
 
 
 _ALLOWED = (b"GET", b"HEAD")
@@ -57,11 +57,26 @@ class _Page(Resource):
         return b"" if request.method == b"HEAD" else body
 
 
-def _metrics(registry: CollectorRegistry, request: Request) -> bytes:
+#: The body and content type of a scrape, from its ``Accept`` header.
+Exposition = Callable[[str], tuple[bytes, str]]
+
+
+def render_registry(registry: CollectorRegistry) -> Exposition:
+    """Every series of ``registry``, rendered at each scrape (a registry wampd does not
+    own may hold anyone's collectors)."""
+
+    def render(accept: str) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        return encoder(registry), content_type
+
+    return render
+
+
+def _metrics(exposition: Exposition, request: Request) -> bytes:
     accept = request.getHeader(b"accept")
-    encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+    body, content_type = exposition(accept.decode("latin-1") if accept else "")
     request.setHeader(b"content-type", content_type.encode("ascii"))
-    return encoder(registry)
+    return body
 
 
 def _probe(health: Health, question: str, request: Request) -> bytes:
@@ -111,14 +126,16 @@ class _QuietSite(Site):
         pass
 
 
-def make_site(registry: CollectorRegistry, health: Health, reactor: Any = None) -> Site:
+def make_site(exposition: Exposition, health: Health, reactor: Any = None) -> Site:
     """The ``twisted.web`` site serving the endpoints above.
 
+    :param exposition: what ``/metrics`` answers (:meth:`wampd.metrics.Metrics.exposition`,
+        or :func:`render_registry`).
     :param reactor: for the connections' timeouts (the global reactor when None).
     """
     root = _Page(_index)
     root.putChild(b"", cast(IResource, root))  # "/" itself
-    root.putChild(b"metrics", cast(IResource, _Page(partial(_metrics, registry))))
+    root.putChild(b"metrics", cast(IResource, _Page(partial(_metrics, exposition))))
     root.putChild(b"healthz", cast(IResource, _Page(partial(_probe, health, "alive"))))
     root.putChild(b"readyz", cast(IResource, _Page(partial(_probe, health, "ready"))))
     site = _QuietSite(root, reactor=reactor)  # type: ignore[no-untyped-call]

@@ -23,9 +23,9 @@ from twisted.web.server import Site
 
 from .events import EventHub, Observer
 from .health import Health
-from .http import make_site
+from .http import make_site, render_registry
 from .logs import EventLogger
-from .metrics import Metrics
+from .metrics import Metrics, ReactorLag
 from .supervisor import RetryPolicy, Supervisor
 from .systemd import SystemdNotifier
 from .wamp import SessionFactory, WampConnector, WampSettings
@@ -165,9 +165,18 @@ class Tree(MultiService):
             self.hub.subscribe(metrics)
         #: The HTTP endpoints' listener, a child service (None without ``plan.http``).
         self.listener: Listener | None = None
-        if plan.http is not None and self.registry is not None:
+        if metrics is not None:
+            ReactorLag(reactor, metrics.reactor_lag.observe).setServiceParent(self)  # type: ignore[no-untyped-call]
+        if plan.http is not None and metrics is not None:
             host, port = plan.http
-            site = make_site(self.registry, self.health, reactor)
+            # A registry of the tree's own holds only wampd's series: answer from the
+            # rendering of the last change. A caller's may hold anything: render it all.
+            own = plan.registry is None
+            site = make_site(
+                metrics.exposition if own else render_registry(metrics.registry),
+                self.health,
+                reactor,
+            )
             self.listener = Listener(host, port, site, reactor=reactor)
             self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.supervisors: dict[str, Supervisor] = {}

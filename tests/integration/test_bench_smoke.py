@@ -46,6 +46,7 @@ EXPECTED = {
     "storm_attempts_peak_to_mean": "lower",
     "scrape_p50": "lower",
     "scrape_p99": "lower",
+    "reactor_lag_p99_scraped_10_per_s": "lower",
 }
 
 #: (low, high) bounds a sane smoke value lies in, by row-name prefix.
@@ -61,6 +62,7 @@ BOUNDS = {
     "storm_attempts_peak_per": (1.0, 300.0),
     "storm_attempts_peak_to_mean": (1.0, 1e4),
     "scrape_": (0.01, 5000.0),
+    "reactor_lag_": (0.5, 5000.0),  # ms; the smallest bucket is 1 ms
 }
 
 

@@ -254,6 +254,11 @@ def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
     assert by_component("Retry delay now scheduled / A")["hello"] == "0"
     assert by_component("Consecutive failures / A")["hello"] == "0"
     assert 0 <= float(by_component("Since last join / A")["hello"]) < 120
+    # The reactor-lag panel shows the live daemon's timer: a number of seconds, and small
+    # (nothing here holds the reactor).
+    (lag,) = results["Reactor lag (p50, p99 over 5m) / B"]
+    assert lag["metric"]["instance"] == f"127.0.0.1:{http_port}"
+    assert 0 <= float(lag["values"][-1][1]) < 0.5, lag
     (build,) = results["Build info / A"]
     assert build["metric"]["version"] == __version__
     assert {"autobahn_version", "twisted_version", "python_version"} <= set(build["metric"])

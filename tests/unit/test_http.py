@@ -21,7 +21,7 @@ def setup() -> tuple[object, Health, Metrics]:
     registry = CollectorRegistry()
     health = Health(["a", "b"])
     metrics = Metrics(registry, ["a", "b"])
-    return make_site(registry, health, Clock()), health, metrics
+    return make_site(metrics.exposition, health, Clock()), health, metrics
 
 
 def request(site: object, raw: bytes) -> tuple[int, dict[str, str], bytes]:

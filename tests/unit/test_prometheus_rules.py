@@ -25,7 +25,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from wampd.events import State
+from wampd.events import Event, EventName, State
 from wampd.metrics import LEAVE_REASONS, OUTCOMES, Metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +120,18 @@ def exported() -> dict[str, set[str]]:
     ``_created`` series are left out: they are not part of wampd's documented metrics.
     """
     registry = CollectorRegistry()
-    Metrics(registry, ["x"])
+    metrics = Metrics(registry, ["x"])
+    # A leave reason's series appears with its first leave: make one.
+    metrics(
+        Event(
+            name=EventName.SESSION_LEFT,
+            component="x",
+            previous=State.JOINED,
+            state=State.JOINED,
+            time=0.0,
+            reason="wamp.close.normal",
+        )
+    )
     series: dict[str, set[str]] = {}
     for family in registry.collect():
         labels = {k for s in family.samples for k in s.labels if k != "le"}
@@ -306,6 +317,8 @@ def test_dashboard_queries_use_only_series_wampd_exports() -> None:
             "wampd_connect_duration_seconds_count",
             "wampd_outage_duration_seconds_sum",
             "wampd_outage_duration_seconds_count",
+            "wampd_reactor_lag_seconds_sum",
+            "wampd_reactor_lag_seconds_count",
         }
     )
     assert unused == set(), "series no panel shows"
@@ -358,7 +371,8 @@ def test_dashboard_has_its_variables_and_no_import_placeholders() -> None:
 
 
 def test_dashboard_has_the_panels_operators_look_for() -> None:
-    """Session state, up, joins/leaves, attempts, backoff, durations, keepalive, build."""
+    """Session state, up, joins/leaves, attempts, backoff, durations, keepalive, reactor
+    lag, build."""
     dashboard = load_dashboard()
     by_type: dict[str, list[str]] = {}
     for panel in panels(dashboard):
@@ -377,9 +391,10 @@ def test_dashboard_has_the_panels_operators_look_for() -> None:
         "wampd_consecutive_failures{",
         "histogram_quantile(0.99, sum by (instance, component, le) "
         "(rate(wampd_outage_duration_seconds_bucket",
-        "histogram_quantile(0.99, sum by (instance, component, le) "
+        "histogram_quantile(0.99, sum by (instance, le) "
         "(rate(wampd_connect_duration_seconds_bucket",
         "wampd_keepalive_timeouts_total{",
+        "histogram_quantile(0.99, sum by (instance, le) (rate(wampd_reactor_lag_seconds_bucket",
     ):
         assert needle in everything, needle
 
