@@ -653,6 +653,9 @@ def scrape(lab: Lab, settings: Settings) -> list[Row]:
     exporter.start()
     try:
         exporter.wait_for_line(lambda line: line.strip() == "READY", timeout=30)
+        # The steady state a scraper meets: every session joined for stable_after (its
+        # session.stable event, the last one a join brings, has come), the daemon idle.
+        time.sleep(settings.stable_after + settings.settle)
         ports = {"wampd": hosts[0].http_port, "exporter": port}
         latencies: dict[str, list[float | None]] = {side: [] for side in ports}
         sizes = {}
