@@ -107,6 +107,8 @@ def plan(
         shutdown_timeout=config.shutdown.timeout,
         http=(host or "", port) if port is not None else None,
         rand=rand,
+        admission_rate=config.reconnect.admission_rate,
+        admission_burst=config.reconnect.admission_burst,
     )
 
 

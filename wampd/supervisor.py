@@ -36,6 +36,7 @@ from .backoff import Backoff
 from .errors import FatalRouterError, RetriesExhausted, WampdError
 from .events import Event, EventFields, EventHub, EventName, State, names
 from .events import EventName as N
+from .gate import Gate, Ticket
 from .link import AttemptError, Connector, Link, Loss
 
 __all__ = ["RetryPolicy", "Supervisor"]
@@ -70,6 +71,8 @@ class _Problem:
     reason: str | None = None
     loss: Loss | None = None
     traceback: str | None = None
+    #: Not this supervisor's attempt: the shared probe's, which it waited behind.
+    shared: bool = False
 
 
 class _Inputs(Protocol):
@@ -94,8 +97,8 @@ class _Inputs(Protocol):
     def _done(self, problem: _Problem) -> None:
         "The component left its session on its own."
 
-    def _due(self) -> None:
-        "The backoff delay is over."
+    def _due(self, ticket: Ticket | None = None) -> None:
+        "The backoff delay is over (and the gate, if any, let the attempt through)."
 
     def _stable(self) -> None:
         "The session stayed joined for ``stable_after`` seconds."
@@ -112,6 +115,8 @@ class _Core:
     connect_timeout: float
     leave_timeout: float
     hub: EventHub
+    #: Shared with the other supervisors of the same router (None: on its own).
+    gate: Gate | None = None
 
     state: State = State.IDLE
     #: Consecutive failures in the current outage.
@@ -282,6 +287,8 @@ class _Pending:
     deferred: Deferred[Link]
     url: str
     started: float
+    #: The gate's ticket this attempt was let through with (None: start-up, no gate).
+    ticket: Ticket | None = None
 
 
 @dataclass
@@ -292,7 +299,9 @@ class _Session:
 
 @dataclass
 class _Wait:
-    call: DelayedCall
+    call: DelayedCall | None = None
+    #: Once the delay is over: the retry waiting at the gate.
+    ticket: Ticket | None = None
 
 
 def _describe_failure(failure: Failure, url: str, connect_timeout: float) -> _Problem:
@@ -321,18 +330,26 @@ def _build() -> Callable[[_Core], _Inputs]:
 
     # -- state data factories: run on entering a state, with the input's arguments --
 
-    def start_attempt(inputs: _Inputs, core: _Core) -> _Pending:
+    def start_attempt(inputs: _Inputs, core: _Core, ticket: Ticket | None = None) -> _Pending:
         if core.state in (State.STOPPED, State.FAILED):
             # Started again after the end: a fresh outage count.
             core.failures, core.previous_delay, core.outage_since = 0, None, None
         url = core.urls[core.next_url % len(core.urls)]
         core.emit(names.CONNECT_ATTEMPT, State.CONNECTING, url=url, attempt=core.failures + 1)
-        attempt = _Pending(core.connector(url, core.emit), url, core.clock.seconds())
+        attempt = _Pending(core.connector(url, core.emit), url, core.clock.seconds(), ticket)
         # The clock is the reactor, or a Clock in tests.
         attempt.deferred.addTimeout(core.connect_timeout, cast(IReactorTime, core.clock))
 
         def failed(failure: Failure) -> None:
-            core.route(inputs, _describe_failure(failure, url, core.connect_timeout))
+            problem = _describe_failure(failure, url, core.connect_timeout)
+            if core.gate is not None:
+                if failure.check(CancelledError) and ticket is not None:
+                    core.gate.abandoned(ticket)
+                elif problem.reason is not None:  # an ABORT: the router is up
+                    core.gate.answered()
+                else:
+                    core.gate.unreachable(problem.error, ticket)
+            core.route(inputs, problem)
 
         attempt.deferred.addCallbacks(inputs._joined, failed)
         return attempt
@@ -343,17 +360,28 @@ def _build() -> Callable[[_Core], _Inputs]:
         def lost(loss: Loss) -> None:
             if stable.active():
                 stable.cancel()
+            if core.gate is not None and (loss.keepalive or loss.reason == _TRANSPORT_LOST):
+                core.gate.unreachable(loss.message or loss.reason, None)
             core.route(inputs, _Problem(error=loss.message or loss.reason, url=link.url, loss=loss))
 
         link.lost.addCallback(lost)
         return _Session(link, stable)
 
     def wait(inputs: _Inputs, core: _Core, problem: _Problem, delay: float) -> _Wait:
+        waiting = _Wait()
+        backoff(inputs, core, problem, delay, waiting)
+        return waiting
+
+    def backoff(
+        inputs: _Inputs, core: _Core, problem: _Problem, delay: float, waiting: _Wait
+    ) -> None:
+        """Count the failure, say so, and schedule the retry (through the gate, if any)."""
         core.failures += 1
         core.previous_delay = delay
         if core.outage_since is None:
             core.outage_since = core.clock.seconds()
-        core.describe(problem)
+        if not problem.shared:
+            core.describe(problem)
         core.emit(
             names.RETRY_SCHEDULED,
             State.BACKOFF,
@@ -361,14 +389,27 @@ def _build() -> Callable[[_Core], _Inputs]:
             delay=delay,
             error=problem.error,
         )
-        return _Wait(core.clock.callLater(delay, inputs._due))
+        waiting.ticket = None
+        if core.gate is None:
+            waiting.call = core.clock.callLater(delay, inputs._due)
+            return
+        gate = core.gate
+
+        def refused(error: str) -> None:
+            core.route(inputs, _Problem(f"the router still refuses: {error}", shared=True))
+
+        def due() -> None:
+            waiting.ticket = gate.request(inputs._due, refused)
+
+        waiting.call = core.clock.callLater(delay, due)
 
     def give_up(
         inputs: _Inputs, core: _Core, problem: _Problem, error: RetriesExhausted | FatalRouterError
     ) -> WampdError:
         core.failures += 1
         if isinstance(error, RetriesExhausted):
-            core.describe(problem)
+            if not problem.shared:
+                core.describe(problem)
             core.emit(names.RETRIES_EXHAUSTED, State.FAILED, error=str(error), retry=error.retries)
         else:
             # Every attempt ends in exactly one event; this one's is fatal.error.
@@ -403,6 +444,14 @@ def _build() -> Callable[[_Core], _Inputs]:
     Joined.upon(_Inputs._retry).to(Waiting).returns(None)
     Connecting.upon(_Inputs._fail).to(Failed).returns(None)
     Joined.upon(_Inputs._fail).to(Failed).returns(None)
+    # The shared probe this supervisor waited behind failed: its failure, counted here.
+    Waiting.upon(_Inputs._fail).to(Failed).returns(None)
+
+    @Waiting.upon(_Inputs._retry).loop()
+    def retry_again(
+        inputs: _Inputs, core: _Core, waiting: _Wait, problem: _Problem, delay: float
+    ) -> None:
+        backoff(inputs, core, problem, delay, waiting)
 
     @Connecting.upon(_Inputs._joined).to(Joined)
     def joined(inputs: _Inputs, core: _Core, attempt: _Pending, link: Link) -> None:
@@ -410,6 +459,8 @@ def _build() -> Callable[[_Core], _Inputs]:
         outage = None if core.outage_since is None else now - core.outage_since
         core.outage_since = None
         core.ever_joined = True
+        if core.gate is not None:
+            core.gate.answered()
         core.emit(
             names.SESSION_JOINED,
             State.JOINED,
@@ -438,7 +489,10 @@ def _build() -> Callable[[_Core], _Inputs]:
 
     @Waiting.upon(_Inputs.stop).to(Stopped)
     def stop_waiting(inputs: _Inputs, core: _Core, wait: _Wait) -> Deferred[None]:
-        wait.call.cancel()
+        if wait.call is not None and wait.call.active():
+            wait.call.cancel()
+        if wait.ticket is not None:
+            wait.ticket.cancel()
         return stop_idle(inputs, core)
 
     @Connecting.upon(_Inputs.stop).to(Stopping)
@@ -493,6 +547,7 @@ def _build() -> Callable[[_Core], _Inputs]:
 
 
 _Machine = _build()
+_TRANSPORT_LOST = "wamp.close.transport_lost"
 
 
 class Supervisor(Service):
@@ -506,6 +561,7 @@ class Supervisor(Service):
     :param hub: where events go.
     :param rand: a source of floats in ``[0, 1)`` for jitter.
     :param connect_timeout: seconds an attempt may take from TCP connect to WAMP join.
+    :param gate: shared with the other supervisors of the same router (:mod:`wampd.gate`).
     """
 
     def __init__(
@@ -520,12 +576,22 @@ class Supervisor(Service):
         rand: Callable[[], float] = _random.random,
         connect_timeout: float = 10.0,
         leave_timeout: float = 5.0,
+        gate: Gate | None = None,
     ) -> None:
         if not urls:
             raise ValueError("a supervisor needs at least one router URL")
         self.name = name
         self._core = _Core(
-            name, connector, tuple(urls), policy, clock, rand, connect_timeout, leave_timeout, hub
+            name,
+            connector,
+            tuple(urls),
+            policy,
+            clock,
+            rand,
+            connect_timeout,
+            leave_timeout,
+            hub,
+            gate,
         )
         self._machine = _Machine(self._core)
 

@@ -12,6 +12,7 @@ what they do around the tree (signals, the reactor, the exit status).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.web.server import Site
 
 from .events import EventHub, Observer
+from .gate import Gate
 from .health import Health
 from .http import make_site, render_registry
 from .logs import EventLogger
@@ -70,6 +72,10 @@ class Plan:
     registry: CollectorRegistry | None = None
     #: Source of floats in [0, 1) for jitter.
     rand: Callable[[], float] = field(default=random.random, repr=False)
+    #: Attempts a second, and at once, when a router components share is back
+    #: (:class:`~wampd.gate.Gate`).
+    admission_rate: float = 50.0
+    admission_burst: int = 10
 
 
 class Listener(Service):
@@ -180,6 +186,13 @@ class Tree(MultiService):
             self.listener = Listener(host, port, site, reactor=reactor)
             self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.supervisors: dict[str, Supervisor] = {}
+        # Components that reach the same router (URLs and realm) share what they know of it.
+        sharing = Counter((c.urls, c.wamp.realm) for c in plan.components)
+        gates = {
+            key: Gate(reactor, plan.rand, plan.admission_rate, plan.admission_burst)
+            for key, n in sharing.items()
+            if n > 1
+        }
         for component in plan.components:
             connector = WampConnector(
                 reactor,
@@ -198,6 +211,7 @@ class Tree(MultiService):
                 rand=plan.rand,
                 connect_timeout=component.wamp.connect_timeout,
                 leave_timeout=leave_timeout(plan.shutdown_timeout),
+                gate=gates.get((component.urls, component.wamp.realm)),
             )
             supervisor.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.supervisors[component.name] = supervisor
