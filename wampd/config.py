@@ -311,13 +311,16 @@ class ReconnectConfig:
     )
     retry_on_start: bool = _flag(True, "a router down at start is an outage like any other")
     stable_after: float = _number(5.0, "seconds joined before an outage counts as over")
+    probe_interval: float = _number(
+        0.5, "while a router its components share is down: at most one attempt this often"
+    )
     admission_rate: float = _number(
-        50.0,
+        80.0,
         "attempts a second once a router its components share is back, after the burst",
         exclusive=True,
     )
     admission_burst: int = setting(
-        10,
+        5,
         doc="attempts let through at once when a shared router is back",
         schema={"type": "integer", "minimum": 1},
         read=lambda t, key, d: t.integer(key, d, minimum=1),

@@ -109,6 +109,7 @@ def plan(
         rand=rand,
         admission_rate=config.reconnect.admission_rate,
         admission_burst=config.reconnect.admission_burst,
+        probe_interval=config.reconnect.probe_interval,
     )
 
 

@@ -34,6 +34,8 @@ class Ticket:
     #: The probe failed with this error: count it as this supervisor's own failure.
     refused: Callable[[str], None] = field(repr=False)
     cancelled: bool = False
+    #: ``go`` was called: the ticket is spent.
+    went: bool = False
 
     def cancel(self) -> None:
         """The supervisor stops: forget the ticket."""
@@ -43,12 +45,18 @@ class Ticket:
 @dataclass(eq=False)
 class Gate:
     """Shared knowledge of one router and the admission of retries to it; see the module
-    docstring. ``rate`` is attempts a second once the router is back, after ``burst``."""
+    docstring. ``rate`` is attempts a second once the router is back, after ``burst``; while
+    it is down, at most one probe starts every ``probe_interval`` seconds, so the attempts a
+    process makes against a refusing router are bounded by ``1 / probe_interval`` a second,
+    however many components it has."""
 
     clock: Clock
     rand: Callable[[], float]
-    rate: float = 50.0
-    burst: int = 10
+    rate: float = 80.0
+    burst: int = 5
+    #: While the router is down, a probe starts at most this often (a refused connect
+    #: ends in a millisecond; without this, every due retry would be a probe of its own).
+    probe_interval: float = 0.5
     #: A session was lost or an attempt failed before the router answered: it is down.
     down: bool = False
     #: The ticket whose attempt is finding out whether the router is back.
@@ -57,36 +65,59 @@ class Gate:
     behind_probe: list[Ticket] = field(default_factory=list)
     #: Waiting for a token (the router is up).
     admitting: list[Ticket] = field(default_factory=list)
+    #: In backoff because the router was down, their delays not over yet: when the router
+    #: answers, they need not sleep on.
+    parked: list[Ticket] = field(default_factory=list)
     tokens: float = 0.0
     _refilled: float | None = None
     _release: DelayedCall | None = None
+    #: No probe starts before this time (``probe_interval`` after the last one failed).
+    _probe_free_at: float = 0.0
+    _next_probe: DelayedCall | None = None
 
     def __post_init__(self) -> None:
-        if self.rate <= 0 or self.burst < 1:
-            raise ValueError(f"admission needs rate > 0 and burst >= 1, got {self}")
+        if self.rate <= 0 or self.burst < 1 or self.probe_interval < 0:
+            raise ValueError(
+                f"a gate needs rate > 0, burst >= 1 and probe_interval >= 0, got {self}"
+            )
         self.tokens = float(self.burst)
 
     def request(self, go: Callable[[Ticket], None], refused: Callable[[str], None]) -> Ticket:
         """A supervisor's retry is due: ``go`` is called when it may attempt (now, behind
         the probe, or when admitted), ``refused`` when the probe it waited for failed."""
         ticket = Ticket(go, refused)
+        self.due(ticket)
+        return ticket
+
+    def park(self, go: Callable[[Ticket], None], refused: Callable[[str], None]) -> Ticket:
+        """A supervisor backs off because the router was down: its ticket waits for
+        :meth:`due` (its delay is over) or for the router to answer, whichever is first."""
+        ticket = Ticket(go, refused)
+        self.parked.append(ticket)
+        return ticket
+
+    def due(self, ticket: Ticket) -> None:
+        """``ticket``'s retry delay is over: probe, wait behind the probe, or be admitted."""
+        if ticket.went or ticket.cancelled or ticket in self.admitting + self.behind_probe:
+            return  # spent, or let out early (the router answered) and waiting for a token
+        if ticket in self.parked:
+            self.parked.remove(ticket)
         if self.down:
-            if self.probe is None or self.probe.cancelled:
-                self.probe = ticket
-                go(ticket)
-            else:
-                self.behind_probe.append(ticket)
+            self.behind_probe.append(ticket)
+            self._probe()
         else:
             self.admitting.append(ticket)
             self._admit()
-        return ticket
 
     def answered(self) -> None:
         """The router answered an attempt (a join, or an ABORT): it is up; let everyone
         waiting behind the probe through, at the admission rate."""
         self.down = False
         self.probe = None
-        waiting, self.behind_probe = self.behind_probe, []
+        if self._next_probe is not None and self._next_probe.active():
+            self._next_probe.cancel()
+        self._next_probe = None
+        waiting, self.behind_probe, self.parked = self.behind_probe + self.parked, [], []
         self.admitting += waiting
         self._admit()
 
@@ -96,6 +127,7 @@ class Gate:
         self.down = True
         if ticket is not None and ticket is self.probe:
             self.probe = None
+            self._probe_free_at = self.clock.seconds() + self.probe_interval
             waiting, self.behind_probe = self.behind_probe, []
             for other in waiting:
                 if not other.cancelled:
@@ -103,15 +135,23 @@ class Gate:
 
     def abandoned(self, ticket: Ticket) -> None:
         """The probe's supervisor stopped before the attempt ended: the next one probes."""
-        if ticket is not self.probe:
+        if ticket is self.probe:
+            self.probe = None
+            self._probe()
+
+    # -- probing: one attempt at a time, at most one every probe_interval --
+
+    def _probe(self) -> None:
+        self.behind_probe = [t for t in self.behind_probe if not t.cancelled]
+        if self.probe is not None or not self.behind_probe:
             return
-        self.probe = None
-        while self.behind_probe:
-            successor = self.behind_probe.pop(0)
-            if not successor.cancelled:
-                self.probe = successor
-                successor.go(successor)
-                return
+        wait = self._probe_free_at - self.clock.seconds()
+        if wait > 0:
+            if self._next_probe is None or not self._next_probe.active():
+                self._next_probe = self.clock.callLater(wait, self._probe)
+            return
+        self.probe = self.behind_probe.pop(0)
+        _go(self.probe)
 
     # -- admission: a token bucket, released in random order --
 
@@ -120,8 +160,7 @@ class Gate:
         self.admitting = [t for t in self.admitting if not t.cancelled]
         while self.admitting and self.tokens >= 1:
             self.tokens -= 1
-            admitted = self.admitting.pop(int(self.rand() * len(self.admitting)))
-            admitted.go(admitted)
+            _go(self.admitting.pop(int(self.rand() * len(self.admitting))))
         if self.admitting and (self._release is None or not self._release.active()):
             wait = (1 - self.tokens) / self.rate
             self._release = self.clock.callLater(wait, self._admit)
@@ -131,3 +170,8 @@ class Gate:
         if self._refilled is not None:
             self.tokens = min(float(self.burst), self.tokens + (now - self._refilled) * self.rate)
         self._refilled = now
+
+
+def _go(ticket: Ticket) -> None:
+    ticket.went = True
+    ticket.go(ticket)

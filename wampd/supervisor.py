@@ -320,6 +320,14 @@ def _describe_failure(failure: Failure, url: str, connect_timeout: float) -> _Pr
     )
 
 
+def _router_down(problem: _Problem) -> bool:
+    """Whether ``problem`` says the router is down, not that this session failed: an attempt
+    that failed before the router answered, a link that died, the shared probe's failure."""
+    if problem.loss is not None:
+        return problem.loss.keepalive or problem.loss.reason == _TRANSPORT_LOST
+    return problem.shared or problem.reason is None
+
+
 def _waiter(waiters: list[Deferred[None]]) -> Deferred[None]:
     waiters.append(Deferred())
     return waiters[-1]
@@ -395,13 +403,24 @@ def _build() -> Callable[[_Core], _Inputs]:
             return
         gate = core.gate
 
+        def go(ticket: Ticket) -> None:
+            if waiting.call is not None and waiting.call.active():
+                waiting.call.cancel()  # let through before its delay was over
+            inputs._due(ticket)
+
         def refused(error: str) -> None:
             core.route(inputs, _Problem(f"the router still refuses: {error}", shared=True))
 
-        def due() -> None:
-            waiting.ticket = gate.request(inputs._due, refused)
+        if _router_down(problem):
+            # Sleep the delay, unless the router answers someone sooner.
+            ticket = waiting.ticket = gate.park(go, refused)
+            waiting.call = core.clock.callLater(delay, gate.due, ticket)
+        else:
 
-        waiting.call = core.clock.callLater(delay, due)
+            def due() -> None:
+                waiting.ticket = gate.request(go, refused)
+
+            waiting.call = core.clock.callLater(delay, due)
 
     def give_up(
         inputs: _Inputs, core: _Core, problem: _Problem, error: RetriesExhausted | FatalRouterError

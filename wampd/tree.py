@@ -74,8 +74,9 @@ class Plan:
     rand: Callable[[], float] = field(default=random.random, repr=False)
     #: Attempts a second, and at once, when a router components share is back
     #: (:class:`~wampd.gate.Gate`).
-    admission_rate: float = 50.0
-    admission_burst: int = 10
+    admission_rate: float = 80.0
+    admission_burst: int = 5
+    probe_interval: float = 0.5
 
 
 class Listener(Service):
@@ -189,7 +190,9 @@ class Tree(MultiService):
         # Components that reach the same router (URLs and realm) share what they know of it.
         sharing = Counter((c.urls, c.wamp.realm) for c in plan.components)
         gates = {
-            key: Gate(reactor, plan.rand, plan.admission_rate, plan.admission_burst)
+            key: Gate(
+                reactor, plan.rand, plan.admission_rate, plan.admission_burst, plan.probe_interval
+            )
             for key, n in sharing.items()
             if n > 1
         }

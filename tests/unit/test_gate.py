@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from wampd import Backoff, EventHub, Jitter, RetryPolicy, State, Supervisor
 from wampd.errors import RetriesExhausted
 from wampd.events import Event
-from wampd.gate import Gate
+from wampd.gate import Gate, Ticket
 from wampd.testing import EventRecorder, FakeConnector
 from wampd.tree import ComponentPlan, Plan, Tree
 from wampd.wamp import WampSettings
@@ -99,6 +99,29 @@ def test_one_probe_at_a_time_while_the_router_is_down() -> None:
     assert f.attempts() == 7 and len(f.pending()) == 1
 
 
+def test_probes_start_at_most_once_every_probe_interval() -> None:
+    """A refused connect ends at once; a retry due right after it waits for the next probe
+    slot (probe_interval after the last probe failed) instead of probing itself, and the
+    ones that come meanwhile wait behind that probe."""
+    clock = Clock()
+    gate = Gate(clock, lambda: 0.0, rate=80.0, burst=5, probe_interval=0.5)
+    went: list[Ticket] = []
+    refused: list[str] = []
+    gate.unreachable("transport lost", None)  # a link died: the router is down
+    first = gate.request(went.append, refused.append)
+    assert went == [first]  # the probe
+    gate.unreachable("connection refused", first)  # at 0.0
+    second = gate.request(went.append, refused.append)
+    clock.advance(0.4)
+    third = gate.request(went.append, refused.append)
+    assert went == [first]
+    clock.advance(0.1)  # 0.5: the next probe slot
+    assert went == [first, second]
+    gate.unreachable("connection refused", second)
+    assert refused == ["connection refused"]  # the third waited behind the second
+    assert third not in went
+
+
 def test_when_the_probe_joins_the_others_follow_at_the_admission_rate() -> None:
     """After a join, a burst of 1 goes at once and then one every 1/rate s, in the order the
     random source picks from the waiting ones."""
@@ -116,6 +139,59 @@ def test_when_the_probe_joins_the_others_follow_at_the_admission_rate() -> None:
                 started.append((f.clock.seconds(), i))
         f.clock.advance(0.5)
     assert started == [(1.0, 4), (1.5, 1), (2.0, 3), (2.5, 2)]
+
+
+def test_sleepers_backing_off_from_a_down_router_wake_when_it_answers() -> None:
+    """Supervisors whose delays grew while the router was down need not sleep them out once
+    a probe joins: they are admitted with the waiting ones (and their timers cancelled)."""
+    f = fleet(3, burst=5)
+    refuse_all(f)
+    f.clock.advance(1.0)  # c0 probes, c1 and c2 wait behind it
+    f.connectors[0].refuse()  # all three back off 2 s more
+    f.clock.advance(2.0)  # one probes again, the others wait behind it
+    assert len(f.pending()) == 1
+    refuse_all(f)  # all back off 4 s
+    f.clock.advance(0.5)
+    assert f.pending() == []  # sleeping out their 4 s
+    # The router answers someone: a supervisor that starts over (start-up is never held).
+    f.supervisors[0].stopService()
+    f.supervisors[0].startService()
+    f.connectors[0].join()
+    assert f.pending() == [1, 2]  # woken at once, not 3.5 s later
+    f.connectors[1].join()
+    f.connectors[2].join()
+    made = f.attempts()
+    f.clock.advance(10.0)
+    assert all(s.state is State.JOINED for s in f.supervisors)
+    assert f.attempts() == made  # their backoff timers were cancelled
+
+
+def test_a_sleeper_let_out_early_goes_once() -> None:
+    """A parked ticket the router's answer let out, still waiting for a token when its own
+    delay is over, is admitted once, not twice."""
+    clock = Clock()
+    gate = Gate(clock, lambda: 0.0, rate=1.0, burst=1, probe_interval=0.5)
+    went: list[Ticket] = []
+    first = gate.park(went.append, lambda error: None)
+    second = gate.park(went.append, lambda error: None)
+    gate.answered()  # both let out: one token now, the next in 1 s
+    assert went == [first]
+    gate.due(second)  # its own delay is over while it waits for the token
+    gate.due(first)  # and a spent one
+    clock.advance(1.0)
+    clock.advance(5.0)
+    assert went == [first, second]
+
+
+def test_a_component_failing_on_its_own_keeps_its_backoff() -> None:
+    """An ABORT (the router is up and said no to this session) is not the router being
+    down: that supervisor sleeps its full delay even when another one joins."""
+    f = fleet(2, burst=5)
+    f.connectors[0].abort("wamp.error.not_authorized")  # transient here (not fatal)
+    f.connectors[1].join()
+    assert f.pending() == []
+    f.clock.advance(1.0)
+    assert f.pending() == [0]
 
 
 def test_an_abort_opens_the_gate_too() -> None:
@@ -185,7 +261,7 @@ def test_a_lost_link_marks_the_router_down() -> None:
 
 
 def test_a_bad_gate_is_refused() -> None:
-    with pytest.raises(ValueError, match="rate > 0 and burst >= 1"):
+    with pytest.raises(ValueError, match="rate > 0, burst >= 1 and probe_interval >= 0"):
         Gate(Clock(), lambda: 0.0, 0.0, 1)
 
 
