@@ -320,6 +320,9 @@ def _describe_failure(failure: Failure, url: str, connect_timeout: float) -> _Pr
     )
 
 
+_TRANSPORT_LOST = "wamp.close.transport_lost"
+
+
 def _router_down(problem: _Problem) -> bool:
     """Whether ``problem`` says the router is down, not that this session failed: an attempt
     that failed before the router answered, a link that died, the shared probe's failure."""
@@ -351,12 +354,13 @@ def _build() -> Callable[[_Core], _Inputs]:
         def failed(failure: Failure) -> None:
             problem = _describe_failure(failure, url, core.connect_timeout)
             if core.gate is not None:
-                if failure.check(CancelledError) and ticket is not None:
-                    core.gate.abandoned(ticket)
-                elif problem.reason is not None:  # an ABORT: the router is up
-                    core.gate.answered()
-                else:
+                if failure.check(CancelledError):  # stopped: says nothing of the router
+                    if ticket is not None:
+                        core.gate.abandoned(ticket)
+                elif _router_down(problem):
                     core.gate.unreachable(problem.error, ticket)
+                else:  # an ABORT: the router is up
+                    core.gate.answered()
             core.route(inputs, problem)
 
         attempt.deferred.addCallbacks(inputs._joined, failed)
@@ -368,9 +372,10 @@ def _build() -> Callable[[_Core], _Inputs]:
         def lost(loss: Loss) -> None:
             if stable.active():
                 stable.cancel()
-            if core.gate is not None and (loss.keepalive or loss.reason == _TRANSPORT_LOST):
-                core.gate.unreachable(loss.message or loss.reason, None)
-            core.route(inputs, _Problem(error=loss.message or loss.reason, url=link.url, loss=loss))
+            problem = _Problem(error=loss.message or loss.reason, url=link.url, loss=loss)
+            if core.gate is not None and _router_down(problem):
+                core.gate.unreachable(problem.error, None)
+            core.route(inputs, problem)
 
         link.lost.addCallback(lost)
         return _Session(link, stable)
@@ -566,7 +571,6 @@ def _build() -> Callable[[_Core], _Inputs]:
 
 
 _Machine = _build()
-_TRANSPORT_LOST = "wamp.close.transport_lost"
 
 
 class Supervisor(Service):

@@ -249,6 +249,16 @@ def test_stop_while_waiting_behind_the_probe() -> None:
     assert f.clock.getDelayedCalls() == []
 
 
+def test_a_stopped_attempt_says_nothing_of_the_router() -> None:
+    """Cancelling an attempt (a stop) does not mark the router down for the others."""
+    f = fleet(2)
+    f.supervisors[0].stopService()
+    assert f.connectors[0].last.cancelled
+    assert not f.gate.down
+    f.connectors[1].abort("wamp.error.no_such_realm")  # answered: still up
+    assert not f.gate.down
+
+
 def test_a_lost_link_marks_the_router_down() -> None:
     """Sessions that lose their links together (the router died): the first retry due
     probes, the others wait behind it."""
