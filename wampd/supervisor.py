@@ -287,8 +287,6 @@ class _Pending:
     deferred: Deferred[Link]
     url: str
     started: float
-    #: The gate's ticket this attempt was let through with (None: start-up, no gate).
-    ticket: Ticket | None = None
 
 
 @dataclass
@@ -342,12 +340,14 @@ def _build() -> Callable[[_Core], _Inputs]:
     # -- state data factories: run on entering a state, with the input's arguments --
 
     def start_attempt(inputs: _Inputs, core: _Core, ticket: Ticket | None = None) -> _Pending:
+        """``ticket``: the gate's, when the gate let this attempt through (the probe's
+        outcome is reported with it)."""
         if core.state in (State.STOPPED, State.FAILED):
             # Started again after the end: a fresh outage count.
             core.failures, core.previous_delay, core.outage_since = 0, None, None
         url = core.urls[core.next_url % len(core.urls)]
         core.emit(names.CONNECT_ATTEMPT, State.CONNECTING, url=url, attempt=core.failures + 1)
-        attempt = _Pending(core.connector(url, core.emit), url, core.clock.seconds(), ticket)
+        attempt = _Pending(core.connector(url, core.emit), url, core.clock.seconds())
         # The clock is the reactor, or a Clock in tests.
         attempt.deferred.addTimeout(core.connect_timeout, cast(IReactorTime, core.clock))
 
