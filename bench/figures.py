@@ -1,4 +1,4 @@
-"""The six figures, each a function of the :class:`~bench.procs.Lab` and the
+"""The seven figures, each a function of the :class:`~bench.procs.Lab` and the
 :class:`Settings`, returning its :class:`~bench.report.Row` list.
 
 Repeated measurements alternate the sides (wampd, baseline, then baseline, wampd, ...) so the
@@ -16,13 +16,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.poll import INTERVAL, PollTimeout, poll
 from harness.ports import free_port
 from harness.procs import REPO_ROOT, Proc, harness_env
+from wampd.backoff import Backoff
 from wampd.config import ReconnectConfig
 
+from .policies import (
+    FULL_SCALE,
+    SMOKE_SCALE,
+    Figures,
+    Scale,
+    grid,
+    plot,
+    report,
+    search,
+    wampd_policy,
+)
 from .procs import NAMES, BenchError, ClientProc, Host, HostOptions, Lab
 from .report import Row
 
@@ -79,6 +92,13 @@ class Settings:
     storm_sessions: int = 100
     storm_trials: tuple[tuple[str, ...], ...] = ()
     storm_window: float = 0.1
+    #: Seconds the router's port stays closed in each storm trial (about: it is started
+    #: early by its last boot time, as in figure 4).
+    storm_outage: float = 5.0
+    #: Figure 7: the simulated fleet and the policy search (bench.policies).
+    fleet_scale: Scale = FULL_SCALE
+    #: Where figure 7 draws the trade-off; None: into the lab's work directory.
+    fleet_plot: Path | None = REPO_ROOT / "docs" / "backoff-tradeoff.png"
     #: Figure 6.
     scrape_components: int = 100
     scrape_requests: int = 200
@@ -89,7 +109,9 @@ class Settings:
     options: HostOptions = field(default_factory=HostOptions)
     #: Figures in one lane run one after the other on one router; lanes run side by side,
     #: each with a router of its own (the smoke run only: it does not measure, it checks).
-    lanes: tuple[tuple[str, ...], ...] = (("overhead", "detection", "recovery", "storm", "scrape"),)
+    lanes: tuple[tuple[str, ...], ...] = (
+        ("overhead", "detection", "recovery", "storm", "scrape", "fleet"),
+    )
 
     @property
     def stable_after(self) -> float:
@@ -105,11 +127,12 @@ FULL = Settings(
     sample_seconds=2.0,
     rounds=10,
     warmup_seconds=1.0,
+    # Four counted 30 s outages, each on fresh hosts (a phase), then ten recoveries.
     recovery_phases=(
-        (Outage(30.0, count=True, recovery=False),),
+        *((Outage(30.0, count=True, recovery=False),) for _ in range(4)),
         tuple(Outage(5.0) for _ in range(10)),
     ),
-    storm_trials=(("wampd",), ("runner",), ("wampd",), ("runner",)),
+    storm_trials=(("wampd",), ("runner",)) * 4,
 )
 
 SMOKE = Settings(
@@ -127,6 +150,9 @@ SMOKE = Settings(
     recovery_min_up=2.0,
     storm_sessions=3,
     storm_trials=(("wampd", "runner"),),
+    storm_outage=1.0,
+    fleet_scale=SMOKE_SCALE,
+    fleet_plot=None,
     scrape_components=3,
     scrape_requests=20,
     scrape_block=5,
@@ -139,7 +165,7 @@ SMOKE = Settings(
         runner_ping=1.0,
         retry=(0.1, 0.5),
     ),
-    lanes=(("overhead", "storm", "scrape"), ("recovery", "detection")),
+    lanes=(("overhead", "storm", "scrape"), ("recovery", "detection", "fleet")),
 )
 
 
@@ -527,8 +553,9 @@ def _answered(prober: ClientProc, label: str) -> dict[str, float]:
 
 
 def storm(lab: Lab, settings: Settings) -> list[Row]:
-    """``storm_sessions`` supervised sessions in one host; router ``kill -9`` and start:
-    seconds from the port opening until all are joined again; connection attempts per
+    """``storm_sessions`` supervised sessions in one host; router ``kill -9``, its port closed
+    for about ``storm_outage`` seconds, started again: seconds from the port opening until
+    all are joined again; connection attempts while the port was closed; attempts per
     ``storm_window``: the peak, and the peak divided by the mean over the recovery window
     (from the router going down to the last join)."""
     lab.ensure_router()
@@ -538,25 +565,29 @@ def storm(lab: Lab, settings: Settings) -> list[Row]:
         try:
             time.sleep(settings.settle)
             t_kill = lab.kill_router()
+            sleep_until(t_kill + settings.storm_outage - lab.boot_seconds)
             t_open = lab.start_router()
             shown = []
             for host in hosts:
                 t_all = host.wait_joined(after=t_kill, timeout=120)
                 made = [e.t for e in host.events("attempt", t_kill) if e.t <= t_all]
+                down = len([t for t in made if t < t_open])
                 windows = max(1, math.ceil((t_all - t_kill) / settings.storm_window))
                 per_window = [0] * windows
                 for t in made:
                     per_window[min(windows - 1, int((t - t_kill) / settings.storm_window))] += 1
                 figures = {
                     "all_joined": t_all - t_open,
+                    "during_outage": float(down),
                     "peak": float(max(per_window)),
                     "peak_to_mean": max(per_window) / (len(made) / windows),
                 }
                 for key, value in figures.items():
                     found.setdefault((key, host.kind), []).append(value)
                 shown.append(
-                    f"{host.name}: all joined {figures['all_joined']:.2f} s after the port "
-                    f"opened, {len(made)} attempts in {t_all - t_kill:.1f} s, peak "
+                    f"{host.name}: port closed {t_open - t_kill:.1f} s, {down} attempts in "
+                    f"it; all joined {figures['all_joined']:.2f} s after it opened, "
+                    f"{len(made)} attempts in {t_all - t_kill:.1f} s, peak "
                     f"{max(per_window)} per {settings.storm_window:g} s, peak/mean "
                     f"{figures['peak_to_mean']:.1f}"
                 )
@@ -567,6 +598,7 @@ def storm(lab: Lab, settings: Settings) -> list[Row]:
     window = f"{settings.storm_window * 1000:.0f}ms"
     labels = {
         "all_joined": ("storm_all_joined", "s"),
+        "during_outage": ("storm_attempts_during_outage", "attempts"),
         "peak": (f"storm_attempts_peak_per_{window}", "attempts"),
         "peak_to_mean": ("storm_attempts_peak_to_mean", "x"),
     }
@@ -705,6 +737,36 @@ def scrape(lab: Lab, settings: Settings) -> list[Row]:
     ]
 
 
+# -- figure 7: a simulated fleet, and the policy search ---------------------------------------
+
+
+def fleet(lab: Lab, settings: Settings) -> list[Row]:
+    """bench.policies: the search of the backoff policy space (its summary in the
+    progress lines, the trade-off drawn as a PNG), and the rows of a simulated fleet of
+    independent processes -- wampd's default backoff against ApplicationRunner's."""
+    scale = settings.fleet_scale
+    runner, results = search(grid(), scale, seed=1)
+    default = Figures.of(wampd_policy(Backoff()), scale, seed=1)
+    for line in report(runner, results, default).splitlines():
+        progress(f"fleet: {line}")
+    path = settings.fleet_plot or lab.workdir / "backoff-tradeoff.png"
+    plot(runner, results, default, path)
+    progress(f"fleet: drew {path}")
+    base = "ApplicationRunner's backoff, simulated"
+    n = f"{scale.clients}"
+    return [
+        Row(f"fleet_{n}_all_back", "s", default.fleet_back, runner.fleet_back, base, "lower"),
+        Row(
+            f"fleet_{n}_peak_per_100ms",
+            "attempts",
+            default.fleet_peak,
+            runner.fleet_peak,
+            base,
+            "lower",
+        ),
+    ]
+
+
 #: The figures by name, in the order they run (figures 1 and 2 share their hosts).
 FIGURES: dict[str, Callable[[Lab, Settings], list[Row]]] = {
     "overhead": overhead,
@@ -712,4 +774,5 @@ FIGURES: dict[str, Callable[[Lab, Settings], list[Row]]] = {
     "recovery": recovery,
     "storm": storm,
     "scrape": scrape,
+    "fleet": fleet,
 }

@@ -2,19 +2,27 @@
 
 The un-jittered delay of retry ``n`` (1-based) is::
 
-    ceiling(n) = min(max_delay, initial_delay * growth ** (n - 1))
+    ceiling(n) = min(max_delay, initial_delay * growth ** max(0, n - 1 - steady_retries))
 
-Jitter is then applied *under* that ceiling, so no delay ever exceeds ``max_delay``
-(unlike Twisted's ``backoffPolicy``, which adds its jitter after the cap):
+that is ``initial_delay`` for the first ``steady_retries + 1`` retries, then growing by
+``growth`` each time. Jitter is then applied *under* that ceiling, so no delay ever exceeds
+``max_delay`` (unlike Twisted's ``backoffPolicy``, which adds its jitter after the cap):
 
+``phase``
+    ``uniform(0, ceiling(1))`` for the first retry, ``ceiling(n)`` exactly after it. The
+    first draw gives each client a random phase in the first ``initial_delay`` seconds of
+    the outage and the later retries keep it: a fleet that lost its router in the same
+    instant stays as evenly spread as that draw made it (about ``N / initial_delay``
+    attempts a second for ``N`` clients, at any point of the outage), and no client waits
+    longer than its ceiling. The default; docs/BENCHMARKS.md shows why.
 ``full``
-    ``uniform(0, ceiling(n))`` -- AWS's "full jitter"; spreads a herd of clients widest.
+    ``uniform(0, ceiling(n))`` -- AWS's "full jitter".
 ``equal``
     ``ceiling(n) / 2 + uniform(0, ceiling(n) / 2)`` -- never less than half the ceiling.
 ``decorrelated``
     ``min(max_delay, uniform(initial_delay, 3 * previous))`` where ``previous`` is the delay
     chosen for the retry before (``initial_delay`` for the first) -- AWS's "decorrelated
-    jitter"; it does not use ``growth``.
+    jitter"; it uses neither ``growth`` nor ``steady_retries``.
 ``none``
     ``ceiling(n)``.
 ``added``
@@ -42,6 +50,7 @@ __all__ = ["Backoff", "Jitter"]
 class Jitter(StrEnum):
     """Where in ``[0, ceiling]`` a retry delay may land; see the module docstring."""
 
+    PHASE = "phase"
     FULL = "full"
     EQUAL = "equal"
     DECORRELATED = "decorrelated"
@@ -59,13 +68,19 @@ class Backoff:
     :param jitter: how the delay is spread under the ceiling.
     :param noise: the most seconds ``added`` jitter adds for a draw of 1 (other modes
         ignore it).
+    :param steady_retries: retries after the first whose ceiling is still
+        ``initial_delay``, before it starts to grow.
+
+    The defaults are the daemon's (``[reconnect]``): a phase in the first 3 s, then a
+    retry every 3 s until 9 s after it, then 7.5 s, 18.75 s, ... up to 60 s.
     """
 
-    initial_delay: float = 1.0
+    initial_delay: float = 3.0
     max_delay: float = 60.0
-    growth: float = 2.0
-    jitter: Jitter = Jitter.DECORRELATED
+    growth: float = 2.5
+    jitter: Jitter = Jitter.PHASE
     noise: float = 1.0
+    steady_retries: int = 3
 
     def __post_init__(self) -> None:
         if not (self.initial_delay >= 0 and math.isfinite(self.initial_delay)):
@@ -76,6 +91,10 @@ class Backoff:
             raise ValueError(f"growth must be a finite number >= 1: {self.growth}")
         if not (self.noise >= 0 and math.isfinite(self.noise)):
             raise ValueError(f"noise must be a finite number >= 0: {self.noise}")
+        if isinstance(self.steady_retries, bool) or not (
+            isinstance(self.steady_retries, int) and self.steady_retries >= 0
+        ):
+            raise ValueError(f"steady_retries must be an integer >= 0: {self.steady_retries}")
 
     def ceiling(self, retry: int) -> float:
         """The un-jittered delay of the ``retry``-th retry (1-based), capped at ``max_delay``."""
@@ -84,7 +103,7 @@ class Backoff:
         if self.initial_delay == 0:
             return 0.0
         # Compare logarithms first: growth ** (retry - 1) alone may overflow.
-        exponent = retry - 1
+        exponent = max(0, retry - 1 - self.steady_retries)
         log_ceiling = math.log(self.initial_delay) + exponent * math.log(self.growth)
         if log_ceiling >= math.log(self.max_delay):
             return self.max_delay
@@ -106,7 +125,7 @@ class Backoff:
             low = self.initial_delay
             high = max(low, 3 * (previous if previous is not None else low))
             return min(self.max_delay, low + (high - low) * _unit(rand))
-        if self.jitter is Jitter.FULL:
+        if self.jitter is Jitter.FULL or (self.jitter is Jitter.PHASE and retry == 1):
             return ceiling * _unit(rand)
         if self.jitter is Jitter.EQUAL:
             return ceiling / 2 + ceiling / 2 * _unit(rand)
@@ -115,7 +134,7 @@ class Backoff:
             if not (math.isfinite(draw) and draw > 0):
                 return ceiling
             return min(self.max_delay, ceiling + self.noise * draw)
-        return ceiling
+        return ceiling  # none, and phase after the first retry
 
 
 def _unit(rand: Callable[[], float]) -> float:

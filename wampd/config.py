@@ -157,7 +157,7 @@ _TEXT: Final = {"type": "string", "minLength": 1, "pattern": "\\S"}
 
 _SERIALIZERS: Final = ("cbor", "msgpack", "json")
 _AUTH_METHODS: Final = {m: m for m in ("anonymous", "ticket", "wampcra")}
-_JITTERS: Final = {j: j for j in ("full", "equal", "decorrelated", "none")}
+_JITTERS: Final = {j: j for j in ("phase", "full", "equal", "decorrelated", "none")}
 _LOG_FORMATS: Final = {f: f for f in ("auto", "json", "console")}
 _LOG_LEVELS: Final = {
     **{level: level for level in ("debug", "info", "warn", "error", "critical")},
@@ -295,12 +295,20 @@ class RouterConfig:
 class ReconnectConfig:
     """Backoff between attempts and when to give up."""
 
-    initial_delay: float = _number(1.0, "seconds before the first retry of an outage")
+    initial_delay: float = _number(
+        3.0, "seconds: the ceiling of the first retries of an outage (see steady_retries)"
+    )
     max_delay: float = _number(60.0, "no delay is longer")
     growth: float = _number(
-        2.0, "factor from one delay to the next (decorrelated jitter does not use it)", minimum=1.0
+        2.5, "factor from one delay to the next (decorrelated jitter does not use it)", minimum=1.0
     )
-    jitter: str = _choice("decorrelated", "decorrelated | full | equal | none", _JITTERS)
+    steady_retries: int = setting(
+        3,
+        doc="retries after the first that still wait initial_delay before the delays grow",
+        schema={"type": "integer", "minimum": 0},
+        read=lambda t, key, d: t.integer(key, d, minimum=0),
+    )
+    jitter: str = _choice("phase", "phase | full | equal | decorrelated | none", _JITTERS)
     #: Retries per outage; None for no limit (``-1`` in TOML).
     max_retries: int | None = setting(
         None,

@@ -50,7 +50,13 @@ def retry_policy(config: Config) -> RetryPolicy:
     """The supervisor's retry policy from ``[reconnect]``."""
     r = config.reconnect
     return RetryPolicy(
-        backoff=Backoff(r.initial_delay, r.max_delay, r.growth, Jitter(r.jitter)),
+        backoff=Backoff(
+            r.initial_delay,
+            r.max_delay,
+            r.growth,
+            Jitter(r.jitter),
+            steady_retries=r.steady_retries,
+        ),
         max_retries=r.max_retries,
         retry_on_start=r.retry_on_start,
         stable_after=r.stable_after,

@@ -169,7 +169,8 @@ def retry_policy(
     growth 1.5, ``random.random`` seconds added). ``max_retries`` ``None`` or ``-1`` is
     no limit. ``retry_delay_jitter`` is seconds of noise: a number scales
     ``random.random()``, a 0-argument callable is called for each delay. Every delay
-    stays under ``max_retry_delay``. ``jitter=`` (wampd's modes) replaces it.
+    stays under ``max_retry_delay``. ``jitter=`` (wampd's modes) replaces it. The delays
+    grow from the first retry on, as autobahn's do (no ``steady_retries``).
     """
     if initial_retry_delay is None and isinstance(max_retry_delay, int | float):
         initial_retry_delay = min(AUTOBAHN_INITIAL_DELAY, max_retry_delay)
@@ -199,14 +200,15 @@ def retry_policy(
                 "give either retry_delay_jitter (seconds added, autobahn's) or jitter "
                 "(wampd's mode), not both"
             )
-        backoff = Backoff(initial, maximum, growth, settings.jitter)
+        backoff = Backoff(initial, maximum, growth, settings.jitter, steady_retries=0)
     elif callable(retry_delay_jitter):
-        backoff, rand = Backoff(initial, maximum, growth, Jitter.ADDED, 1.0), retry_delay_jitter
+        backoff = Backoff(initial, maximum, growth, Jitter.ADDED, 1.0, steady_retries=0)
+        rand = retry_delay_jitter
     else:
         noise = AUTOBAHN_JITTER
         if retry_delay_jitter is not None:
             noise = _seconds("retry_delay_jitter", retry_delay_jitter)
-        backoff = Backoff(initial, maximum, growth, Jitter.ADDED, noise)
+        backoff = Backoff(initial, maximum, growth, Jitter.ADDED, noise, steady_retries=0)
     policy = RetryPolicy(
         backoff=backoff,
         max_retries=retry.max_retries,

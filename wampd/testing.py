@@ -19,7 +19,7 @@ no sleeping::
     ...     connector,
     ...     ["ws://router.example:8080/ws"],
     ...     policy=RetryPolicy(
-    ...         backoff=Backoff(initial_delay=1.0, growth=2.0, jitter=Jitter.NONE),
+    ...         backoff=Backoff(1.0, 60.0, 2.0, Jitter.NONE, steady_retries=0),
     ...         fatal_errors=frozenset({"wamp.error.not_authorized"}),
     ...     ),
     ...     clock=clock,

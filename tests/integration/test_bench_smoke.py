@@ -42,11 +42,14 @@ EXPECTED = {
     "recovery_p95_vs_component": "lower",
     "outage_attempts_vs_component": "lower",
     "storm_all_joined": "lower",
+    "storm_attempts_during_outage": "lower",
     "storm_attempts_peak_per_100ms": "lower",
     "storm_attempts_peak_to_mean": "lower",
     "scrape_p50": "lower",
     "scrape_p99": "lower",
     "reactor_lag_p99_scraped_10_per_s": "lower",
+    "fleet_50_all_back": "lower",
+    "fleet_50_peak_per_100ms": "lower",
 }
 
 #: (low, high) bounds a sane smoke value lies in, by row-name prefix.
@@ -59,10 +62,13 @@ BOUNDS = {
     "recovery_": (0.0, 10.0),  # the smoke run's cap
     "outage_attempts": (1.0, 100.0),
     "storm_all_joined": (0.0, 120.0),
+    "storm_attempts_during_outage": (0.0, 300.0),
     "storm_attempts_peak_per": (1.0, 300.0),
     "storm_attempts_peak_to_mean": (1.0, 1e4),
     "scrape_": (0.01, 5000.0),
     "reactor_lag_": (0.5, 5000.0),  # ms; the smallest bucket is 1 ms
+    "fleet_50_all_back": (0.0, 60.0),  # seconds (simulated)
+    "fleet_50_peak_per": (1.0, 50.0),  # attempts of 50 processes
 }
 
 
@@ -141,6 +147,10 @@ def test_bench_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert missing == [("dead_router_detection_vs_component", "baseline")]
     assert by_name["dead_router_detection_vs_component"]["baseline_name"] == "autobahn Component"
     assert "not detected" in completed.stdout
+    # Figure 7 searched the policy space and drew the trade-off into the work directory.
+    (plot,) = workdir.glob("lane-*/backoff-tradeoff.png")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "policies meet every target" in completed.stderr
 
     # The bench counts every host's connection attempts the same way (reactor.connectTCP);
     # for wampd that count must equal wampd's own connect.attempt events.

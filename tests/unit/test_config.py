@@ -324,7 +324,8 @@ PROBLEM_CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"reconnect__jitter": "ful"},
-        'reconnect.jitter: must be one of "full", "equal", "decorrelated", "none", got "ful"',
+        'reconnect.jitter: must be one of "phase", "full", "equal", "decorrelated", "none", '
+        'got "ful"',
     ),
     # ranges
     ({"reconnect__initial_delay": -1}, "reconnect.initial_delay: must be a number >= 0, got -1"),

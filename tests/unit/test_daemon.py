@@ -225,7 +225,8 @@ def test_signal_decides_the_reason_and_status_0() -> None:
 
 def test_the_daemons_default_backoff_is_the_documented_one() -> None:
     """Without a [reconnect] section the daemon backs off as Backoff() does, and that is
-    what the README's reference shows: decorrelated jitter, 1 s, 60 s."""
+    what the README's reference shows: phase jitter, 3 s steady for 3 retries, then x2.5 up
+    to 60 s."""
     config = parse_config(
         {
             "router": {"url": "ws://127.0.0.1:1/ws", "realm": "realm1"},
@@ -234,7 +235,8 @@ def test_the_daemons_default_backoff_is_the_documented_one() -> None:
         environ={},
     )
     assert retry_policy(config).backoff == Backoff()
-    assert Backoff().jitter is Jitter.DECORRELATED
+    assert Backoff().jitter is Jitter.PHASE
+    assert Backoff().steady_retries == config.reconnect.steady_retries == 3
 
 
 def _stuck(daemon: Daemon) -> Deferred[None]:

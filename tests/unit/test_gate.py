@@ -54,7 +54,7 @@ def fleet(
     recorder = EventRecorder(hub)
     gate = Gate(clock, rand, rate, burst)
     policy = RetryPolicy(
-        backoff=Backoff(initial_delay=1.0, max_delay=8.0, growth=2.0, jitter=Jitter.NONE),
+        backoff=Backoff(1.0, 8.0, 2.0, Jitter.NONE, steady_retries=0),
         max_retries=max_retries,
     )
     connectors = [FakeConnector() for _ in range(n)]

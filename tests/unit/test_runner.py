@@ -184,7 +184,7 @@ def test_wampd_jitter_mode_replaces_autobahns_but_not_both() -> None:
     assert p.backoff.delay(1, lambda: 0.5) == 1.0
     with pytest.raises(ValueError, match="not both"):
         ApplicationRunner(URL, jitter="full", retry_delay_jitter=0.1)
-    with pytest.raises(ValueError, match='jitter: must be one of "full", "equal"'):
+    with pytest.raises(ValueError, match='jitter: must be one of "phase", "full", "equal"'):
         ApplicationRunner(URL, jitter="wobbly")
 
 

@@ -75,8 +75,10 @@ def test_the_schema_describes_every_key_the_loader_knows() -> None:
     assert reconnect["initial_delay"] == {
         "type": "number",
         "minimum": 0.0,
-        "description": "seconds before the first retry of an outage",
-        "default": 1.0,
+        "description": (
+            "seconds: the ceiling of the first retries of an outage (see steady_retries)"
+        ),
+        "default": 3.0,
     }
     assert reconnect["max_retries"]["default"] == -1
 

@@ -36,7 +36,7 @@ def make(
     recorder = Recorder(hub)
     connector = FakeConnector()
     policy = RetryPolicy(
-        backoff=Backoff(initial_delay=1.0, max_delay=8.0, growth=2.0, jitter=jitter),
+        backoff=Backoff(1.0, 8.0, 2.0, jitter, steady_retries=0),
         max_retries=max_retries,
         retry_on_start=retry_on_start,
         stable_after=stable_after,

@@ -44,7 +44,7 @@ def supervise(
         connector,
         [URL],
         policy=RetryPolicy(
-            backoff=Backoff(initial_delay=1.0, max_delay=8.0, growth=2.0, jitter=Jitter.NONE),
+            backoff=Backoff(1.0, 8.0, 2.0, Jitter.NONE, steady_retries=0),
             fatal_errors=frozenset({NOT_AUTHORIZED}),
         ),
         clock=clock,
