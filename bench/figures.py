@@ -440,6 +440,8 @@ def recovery(lab: Lab, settings: Settings) -> list[Row]:
     )
     for kind in ("runner", "component"):
         base = baseline_name(kind)
+        # The targets are against ApplicationRunner, the runner wampd replaces.
+        target = ("<=", 1.0) if kind == "runner" else None
         for q in (0.5, 0.95):
             rows.append(
                 Row(
@@ -449,6 +451,7 @@ def recovery(lab: Lab, settings: Settings) -> list[Row]:
                     quantile(back[kind], q),
                     base,
                     "lower",
+                    target=target,
                     missing="not back",
                 )
             )
@@ -460,6 +463,7 @@ def recovery(lab: Lab, settings: Settings) -> list[Row]:
                 median(attempts[kind]),
                 base,
                 "lower",
+                target=target,
             )
         )
     return rows
@@ -596,15 +600,23 @@ def storm(lab: Lab, settings: Settings) -> list[Row]:
             kill_all(hosts)
     base = baseline_name("runner")
     window = f"{settings.storm_window * 1000:.0f}ms"
-    labels = {
-        "all_joined": ("storm_all_joined", "s"),
-        "during_outage": ("storm_attempts_during_outage", "attempts"),
-        "peak": (f"storm_attempts_peak_per_{window}", "attempts"),
-        "peak_to_mean": ("storm_attempts_peak_to_mean", "x"),
+    labels: dict[str, tuple[str, str, tuple[str, float] | None]] = {
+        "all_joined": ("storm_all_joined", "s", ("<=", 0.8)),
+        "during_outage": ("storm_attempts_during_outage", "attempts", ("<=", 0.25)),
+        "peak": (f"storm_attempts_peak_per_{window}", "attempts", ("<=", 1.0)),
+        "peak_to_mean": ("storm_attempts_peak_to_mean", "x", None),
     }
     return [
-        Row(label, unit, median(found[key, "wampd"]), median(found[key, "runner"]), base, "lower")
-        for key, (label, unit) in labels.items()
+        Row(
+            label,
+            unit,
+            median(found[key, "wampd"]),
+            median(found[key, "runner"]),
+            base,
+            "lower",
+            target=target,
+        )
+        for key, (label, unit, target) in labels.items()
     ]
 
 
@@ -702,7 +714,8 @@ def scrape(lab: Lab, settings: Settings) -> list[Row]:
                     latencies[side].append(_get(side_port)[0] * 1000)
         progress(
             f"scrape: {len(latencies['wampd'])} scrapes each; body wampd {sizes['wampd']:,} "
-            f"bytes, exporter {sizes['exporter']:,} bytes"
+            f"bytes ({sizes['wampd'] / settings.scrape_components:,.0f} a component), "
+            f"exporter {sizes['exporter']:,} bytes"
         )
         wampd_port = ports["wampd"]
         assert wampd_port is not None
@@ -723,6 +736,8 @@ def scrape(lab: Lab, settings: Settings) -> list[Row]:
             quantile(latencies["exporter"], q),
             base,
             "lower",
+            target=None if q < 0.99 else ("<=", 20.0),
+            absolute=True,
         )
         for q in (0.5, 0.99)
     ] + [
@@ -733,6 +748,8 @@ def scrape(lab: Lab, settings: Settings) -> list[Row]:
             lag["idle"],
             "the same wampd, not scraped",
             "lower",
+            target=("<=", 10.0),
+            absolute=True,
         )
     ]
 
@@ -755,7 +772,15 @@ def fleet(lab: Lab, settings: Settings) -> list[Row]:
     base = "ApplicationRunner's backoff, simulated"
     n = f"{scale.clients}"
     return [
-        Row(f"fleet_{n}_all_back", "s", default.fleet_back, runner.fleet_back, base, "lower"),
+        Row(
+            f"fleet_{n}_all_back",
+            "s",
+            default.fleet_back,
+            runner.fleet_back,
+            base,
+            "lower",
+            target=("<=", 1.0),
+        ),
         Row(
             f"fleet_{n}_peak_per_100ms",
             "attempts",
@@ -763,6 +788,7 @@ def fleet(lab: Lab, settings: Settings) -> list[Row]:
             runner.fleet_peak,
             base,
             "lower",
+            target=("<=", 0.5),
         ),
     ]
 

@@ -37,6 +37,8 @@ class Row:
     better: Better
     #: The issue's target for the ratio, e.g. (">=", 0.97); None: no target.
     target: tuple[str, float] | None = None
+    #: The target bounds wampd's value (in ``unit``) instead of the ratio.
+    absolute: bool = False
     #: What the table prints for a value that is None.
     missing: str = "not detected"
 
@@ -55,11 +57,13 @@ class Row:
 
     @property
     def target_met(self) -> bool | None:
-        """Whether the ratio meets the target (None: no target, or no ratio)."""
-        if self.target is None or self.ratio is None:
+        """Whether the ratio (or wampd's value, for an ``absolute`` target) meets the
+        target (None: no target, or nothing to compare)."""
+        measured = self.values[0] if self.absolute else self.ratio
+        if self.target is None or measured is None:
             return None
         op, bound = self.target
-        return self.ratio >= bound if op == ">=" else self.ratio <= bound
+        return measured >= bound if op == ">=" else measured <= bound
 
     def as_json(self) -> dict[str, Any]:
         """The row as written to ``bench-results.json``."""
@@ -94,7 +98,8 @@ def table(rows: list[Row]) -> str:
         if row.target is not None:
             met = row.target_met
             mark = "" if met is None else (" met" if met else " MISSED")
-            target = f"{row.target[0]} {row.target[1]:g}{mark}"
+            unit = f" {row.unit}" if row.absolute else "x"
+            target = f"{row.target[0]} {row.target[1]:g}{unit}{mark}"
         lines.append(
             [
                 row.name,

@@ -936,6 +936,9 @@ def _many(t: _Table, key: str, declared: Setting) -> tuple[Any, ...]:
 
 def _check_reconnect(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
     initial, maximum = values["initial_delay"], values["max_delay"]
+    if "initial_delay" not in t.data and "max_delay" in fine and maximum < initial:
+        values["initial_delay"] = maximum  # a cap below the default first ceiling lowers it
+        return
     if {"initial_delay", "max_delay"} <= fine and maximum < initial:
         t.problem(
             "max_delay",

@@ -230,6 +230,18 @@ def test_defaults_fill_absent_sections() -> None:
     assert config.source is None
 
 
+def test_a_max_delay_under_the_default_first_ceiling_lowers_it() -> None:
+    """max_delay = 1 with no initial_delay: the first ceiling is 1 s, not an error about a
+    default the file never set; an initial_delay that is set and too high still is."""
+    config = parse_config(doc(reconnect__max_delay=1), environ={})
+    assert (config.reconnect.initial_delay, config.reconnect.max_delay) == (1.0, 1.0)
+    config = parse_config(doc(reconnect__max_delay=10), environ={})
+    assert config.reconnect.initial_delay == ReconnectConfig().initial_delay == 3.0
+    assert problems(doc(reconnect__max_delay=1, reconnect__initial_delay=3)) == [
+        "reconnect.max_delay: must be >= reconnect.initial_delay (got 1 < 3)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

@@ -110,6 +110,32 @@ def test_retries_exhausted_stops_the_daemon_with_69() -> None:
     assert events.index("daemon.stopping") == events.index("retries.exhausted") + 1
 
 
+def test_a_shared_router_that_never_returns_ends_the_daemon_with_69() -> None:
+    """Three components of one router share a gate: while it refuses, they wait behind one
+    probe at a time, yet each spends its own budget (max_retries = 2), and the first to
+    run out ends the daemon with 69 -- in fewer attempts than three separate ones make."""
+    clock = Clock()
+    connectors: list[FakeConnector] = []
+    daemon, stops, out = make_daemon(
+        3, clock, connectors=connectors, reconnect={"max_retries": 2}, http={"listen": ""}
+    )
+    daemon.startService()
+    for _ in range(40):
+        for connector in connectors:
+            if connector.attempts and not connector.last.settled:
+                connector.refuse()
+        if stops:
+            break
+        clock.advance(0.5)
+    assert stops == ["stop"]
+    assert daemon.exit_code == 69
+    (reason,) = [r for r, _ in stopping(out)]
+    assert reason.endswith(": retries.exhausted")
+    assert sum(len(c.attempts) for c in connectors) < 3 * 3
+    shared = [e for e in logged(out) if "still refuses" in str(e.get("error", ""))]
+    assert shared, "the components behind the probe counted its failure as their own"
+
+
 def test_fatal_rejection_stops_the_daemon_with_78() -> None:
     """A fatal router rejection ends the process with status 78."""
     daemon, connectors, stops, out = started()
