@@ -159,6 +159,10 @@ FULL_SCALE = Scale()
 SMOKE_SCALE = Scale(trials=200, clients=50, fleet_trials=3)
 
 
+#: Targets of :meth:`Figures.targets_met`: single p50, p95, attempts; fleet back, peak.
+TARGETS = 5
+
+
 @dataclass(frozen=True)
 class Figures:
     """A policy's simulated figures; lower is better for every one."""
@@ -178,15 +182,21 @@ class Figures:
         back, peak, worst = fleet(policy, scale.clients, scale.fleet_trials, seed)
         return cls(p50, p95, attempts, back, peak, worst)
 
-    def meets(self, runner: Figures) -> bool:
-        """Every target at once, against ApplicationRunner's figures."""
-        return (
-            self.p50 <= runner.p50
-            and self.p95 <= runner.p95
-            and self.attempts_30s <= runner.attempts_30s
-            and self.fleet_back <= runner.fleet_back
-            and self.fleet_peak <= 0.5 * runner.fleet_peak
+    def targets_met(self, runner: Figures) -> int:
+        """How many of the five targets hold, against ApplicationRunner's figures."""
+        return sum(
+            (
+                self.p50 <= runner.p50,
+                self.p95 <= runner.p95,
+                self.attempts_30s <= runner.attempts_30s,
+                self.fleet_back <= runner.fleet_back,
+                self.fleet_peak <= 0.5 * runner.fleet_peak,
+            )
         )
+
+    def meets(self, runner: Figures) -> bool:
+        """Every target at once."""
+        return self.targets_met(runner) == TARGETS
 
 
 @dataclass(frozen=True)
@@ -282,8 +292,9 @@ def plot(runner: Figures, results: Sequence[Result], default: Figures, path: Pat
 # -- the command -----------------------------------------------------------------------------
 
 
-def _row(name: str, f: Figures, runner: Figures) -> str:
-    ok = "yes" if f.meets(runner) else "no"
+def _row(name: str, f: Figures, runner: Figures | None) -> str:
+    """A policy's line of :func:`report`; ``runner`` None for ApplicationRunner's own."""
+    ok = "-" if runner is None else f"{f.targets_met(runner)}/{TARGETS}"
     return (
         f"| {name} | {f.p50:.2f} s | {f.p95:.2f} s | {f.attempts_30s:.1f} | "
         f"{f.fleet_back:.2f} s | {f.fleet_worst:.2f} s | {f.fleet_peak:.0f} | {ok} |"
@@ -295,13 +306,20 @@ def report(runner: Figures, results: Sequence[Result], default: Figures) -> str:
     meeting every target, and the best ten of those by fleet all back."""
     header = (
         "| policy | 5 s outage: wait p50 | p95 | attempts in 30 s | 1,000 processes: all back "
-        "| worst | peak per 100 ms | meets every target |\n|---|---|---|---|---|---|---|---|"
+        "| worst | peak per 100 ms | targets met |\n|---|---|---|---|---|---|---|---|"
     )
-    lines = [header, _row(RUNNER, runner, runner), _row("wampd default", default, runner)]
+    lines = [header, _row(RUNNER, runner, None), _row("wampd default", default, runner)]
     meeting = sorted(
         (r for r in results if r.meets), key=lambda r: (r.figures.fleet_back, r.figures.p95)
     )
     lines.extend(_row(r.name, r.figures, runner) for r in meeting[:10])
+    # The closest of each mode that meets them all nowhere: most targets, then soonest back.
+    for jitter in sorted({r.jitter for r in results} - {r.jitter for r in meeting}):
+        best = min(
+            (r for r in results if r.jitter == jitter),
+            key=lambda r: (-r.figures.targets_met(runner), r.figures.fleet_back),
+        )
+        lines.append(_row(f"{best.name} (closest {jitter})", best.figures, runner))
     by_mode = {
         jitter: sum(r.meets for r in results if r.jitter == jitter)
         for jitter in sorted({r.jitter for r in results})

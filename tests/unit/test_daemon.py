@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import pytest
@@ -32,10 +32,12 @@ def make_daemon(
     clock: Clock | None = None,
     *,
     connectors: list[FakeConnector] | None = None,
+    rand: Callable[[], float] = lambda: 0.5,
     **sections: Mapping[str, Any],
 ) -> tuple[Daemon, list[str], io.StringIO]:
     """A daemon of ``components`` components c0, c1, ... and more configuration
-    ``sections``; ``connectors`` gets their fake connectors."""
+    ``sections``; ``connectors`` gets their fake connectors. Its random source is
+    ``rand`` (a constant: every retry delay is known)."""
     config = parse_config(
         {
             "router": {"url": "ws://127.0.0.1:1/ws", "realm": "realm1"},
@@ -63,6 +65,7 @@ def make_daemon(
             reactor=clock if clock is not None else Clock(),
             logger=make_logger(format="json", stream=out),
             stop_reactor=lambda: stops.append("stop"),
+            rand=rand,
         )
     assert len(made) == components
     return daemon, stops, out
@@ -113,7 +116,8 @@ def test_retries_exhausted_stops_the_daemon_with_69() -> None:
 def test_a_shared_router_that_never_returns_ends_the_daemon_with_69() -> None:
     """Three components of one router share a gate: while it refuses, they wait behind one
     probe at a time, yet each spends its own budget (max_retries = 2), and the first to
-    run out ends the daemon with 69 -- in fewer attempts than three separate ones make."""
+    run out ends the daemon with 69 -- in fewer attempts than three separate ones make.
+    (The constant random source puts their first retries at the same moment, 1.5 s.)"""
     clock = Clock()
     connectors: list[FakeConnector] = []
     daemon, stops, out = make_daemon(
