@@ -17,7 +17,14 @@ from harness.tomlgen import toml_string, toml_value
 POLL = 0.05
 REALM = "realm1"
 HELLO = {"name": "hello", "entry": "tests.integration.components:Hello"}
-FAST = {"initial_delay": 0.2, "max_delay": 1.0, "growth": 2.0, "jitter": "none"}
+FAST = {
+    "initial_delay": 0.2,
+    "max_delay": 1.0,
+    "growth": 2.0,
+    "jitter": "none",
+    # The delays grow from the first retry on (0.2, 0.4, 0.8, ...), as the tests spell out.
+    "steady_retries": 0,
+}
 
 
 def write_config(
