@@ -95,16 +95,16 @@ class Settings:
     #: Seconds the router's port stays closed in each storm trial (about: it is started
     #: early by its last boot time, as in figure 4).
     storm_outage: float = 5.0
-    #: Figure 7: the simulated fleet and the policy search (bench.policies).
-    fleet_scale: Scale = FULL_SCALE
-    #: Where figure 7 draws the trade-off; None: into the lab's work directory.
-    fleet_plot: Path | None = REPO_ROOT / "docs" / "backoff-tradeoff.png"
     #: Figure 6.
     scrape_components: int = 100
     scrape_requests: int = 200
     scrape_block: int = 20
     #: Seconds of each reactor-lag window (scraped 10 times a second, and not scraped).
     scrape_lag_seconds: float = 10.0
+    #: Figure 7: the simulated fleet and the policy search (bench.policies).
+    fleet_scale: Scale = FULL_SCALE
+    #: Where figure 7 draws the trade-off; None: into the lab's work directory.
+    fleet_plot: Path | None = REPO_ROOT / "docs" / "backoff-tradeoff.png"
     #: Deviations from the hosts' defaults (the smoke run only).
     options: HostOptions = field(default_factory=HostOptions)
     #: Figures in one lane run one after the other on one router; lanes run side by side,

@@ -201,6 +201,8 @@ class Figures:
 
 @dataclass(frozen=True)
 class Result:
+    """One searched policy: its name, mode and figures, and whether it meets them all."""
+
     name: str
     jitter: str
     figures: Figures

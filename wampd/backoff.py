@@ -102,7 +102,7 @@ class Backoff:
             raise ValueError(f"retries are counted from 1, got {retry}")
         if self.initial_delay == 0:
             return 0.0
-        # Compare logarithms first: growth ** (retry - 1) alone may overflow.
+        # Compare logarithms first: growth ** exponent alone may overflow.
         exponent = max(0, retry - 1 - self.steady_retries)
         log_ceiling = math.log(self.initial_delay) + exponent * math.log(self.growth)
         if log_ceiling >= math.log(self.max_delay):
