@@ -32,7 +32,7 @@ import itertools
 import random
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -207,7 +207,6 @@ class Result:
     jitter: str
     figures: Figures
     meets: bool
-    backoff: Backoff | None = field(default=None, compare=False)
 
 
 def grid() -> Iterable[Backoff]:
@@ -231,7 +230,7 @@ def search(backoffs: Iterable[Backoff], scale: Scale, seed: int) -> tuple[Figure
     for backoff in backoffs:
         figures = Figures.of(wampd_policy(backoff), scale, seed)
         results.append(
-            Result(describe(backoff), backoff.jitter.value, figures, figures.meets(runner), backoff)
+            Result(describe(backoff), backoff.jitter.value, figures, figures.meets(runner))
         )
     return runner, results
 
