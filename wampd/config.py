@@ -44,8 +44,10 @@ from wampd.errors import ConfigError
 from .spec import Setting, default_of, keys, schema, setting, settings
 
 __all__ = [
+    "BRIDGE_COMPONENT",
     "DEFAULT_FATAL_ERRORS",
     "AuthConfig",
+    "BridgeConfig",
     "ComponentSpec",
     "Config",
     "HTTPConfig",
@@ -66,6 +68,9 @@ __all__ = [
     "redacted",
     "to_toml",
 ]
+
+#: The name of the bridge's supervised session (in events, logs and metric labels).
+BRIDGE_COMPONENT: Final = "bridge"
 
 #: Router errors that end the daemon instead of being retried (see ``[reconnect]``).
 DEFAULT_FATAL_ERRORS: Final[tuple[str, ...]] = (
@@ -377,6 +382,34 @@ class HTTPConfig:
 
 
 @dataclass(frozen=True)
+class BridgeConfig:
+    """The sidecar bridge: an app next to wampd publishes and calls over local HTTP."""
+
+    listen: str = setting(
+        "",
+        doc='"host:port", "[ipv6]:port" or "unix:/path/to.sock" (mode 0660); "" disables',
+        schema={"type": "string"},
+        read=lambda t, key, d: _read_bridge_listen(t, key, d),  # noqa: PLW0108 (defined below)
+    )
+    token_file: str | None = setting(
+        None,
+        doc="every request then needs Authorization: Bearer <the file's text>; re-read "
+        "when the file changes",
+        schema=_TEXT,
+        read=lambda t, key, d: _read_token_file(t, key),
+    )
+    max_body: int = setting(
+        1048576,
+        doc="bytes; a larger request body is refused with 413",
+        schema={"type": "integer", "minimum": 1},
+        read=lambda t, key, d: t.integer(key, d, minimum=1),
+    )
+    call_timeout: float = _number(
+        10.0, "seconds a /v1/call may take before it is cancelled (504)", exclusive=True
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Log output: ``format`` auto/json/console, ``level`` debug/info/warn/error/critical."""
 
@@ -439,10 +472,13 @@ class Config:
     shutdown: ShutdownConfig = setting(
         ShutdownConfig(), doc="leaving on SIGTERM", record=ShutdownConfig
     )
+    bridge: BridgeConfig = setting(
+        BridgeConfig(), doc="the sidecar bridge for apps in other languages", record=BridgeConfig
+    )
+    # At least one unless [bridge] is on: a cross-check (_check_config), not required=.
     components: tuple[ComponentSpec, ...] = setting(
         key="component",
-        doc="one or more",
-        required=True,
+        doc="one or more, unless [bridge] is on",
         record=ComponentSpec,
         many=True,
         unique="name",
@@ -897,11 +933,12 @@ def _record(t: _Table, record: type[_R]) -> _R:
 
 
 def _many(t: _Table, key: str, declared: Setting) -> tuple[Any, ...]:
-    """An array of tables (``[[component]]``), at least one; ``declared.unique`` names
-    the field no two may share."""
+    """An array of tables (``[[component]]``), at least one if ``declared.required``;
+    ``declared.unique`` names the field no two may share."""
     raw = t.raw(key)
     if raw is _MISSING or (isinstance(raw, list | tuple) and not raw):
-        t.problem(key, f"at least one [[{key}]] is required")
+        if declared.required:
+            t.problem(key, f"at least one [[{key}]] is required")
         return ()
     if not isinstance(raw, list | tuple):
         t.problem(key, f"must be an array of tables ([[{key}]]), got {_show(raw)}")
@@ -984,8 +1021,37 @@ def _check_auth(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
         )
 
 
+def _check_bridge(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+    """A bridge reachable from outside the pod or host needs a token."""
+    if {"listen", "token_file"} <= fine and values["token_file"] is None:
+        host = _bridge_host(values["listen"])
+        if host is not None and not _is_loopback(host):
+            t.problem(
+                "token_file",
+                f"required when listen is not a loopback address or a unix socket "
+                f"(listen = {_show(values['listen'])})",
+            )
+
+
+def _check_config(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+    """Components, or the bridge; the bridge's name is its own."""
+    bridge = values.get("bridge")
+    bridged = isinstance(bridge, BridgeConfig) and bridge.listen != ""
+    components = values.get("components") or ()
+    if "components" in fine and not components and not bridged:
+        t.problem("component", "at least one [[component]] is required, unless [bridge] listens")
+    for i, component in enumerate(components):
+        if bridged and component.name == BRIDGE_COMPONENT:
+            t.ctx.problem(
+                f"component[{i}].name",
+                f'"{BRIDGE_COMPONENT}" is the bridge\'s own session while [bridge] listens',
+            )
+
+
 _CHECKS: Final[dict[type, Callable[[_Table, dict[str, Any], set[str]], None]]] = {
     ReconnectConfig: _check_reconnect,
+    BridgeConfig: _check_bridge,
+    Config: _check_config,
     KeepaliveConfig: _check_keepalive,
     TLSConfig: _check_tls,
     AuthConfig: _check_auth,
@@ -1268,6 +1334,44 @@ def _read_listen(t: _Table, key: str, default: str) -> str:
         )
         return default
     return value
+
+
+def _read_bridge_listen(t: _Table, key: str, default: str) -> str:
+    value = t.raw(key)
+    if value is _MISSING:
+        return default
+    if isinstance(value, str) and value.startswith("unix:"):
+        if not value[len("unix:") :].startswith("/"):
+            t.problem(
+                key,
+                f'a unix socket needs an absolute path ("unix:/run/x.sock"), got {_show(value)}',
+            )
+            return default
+        return value
+    return _read_listen(t, key, default)
+
+
+def _bridge_host(listen: str) -> str | None:
+    """The host of a TCP ``listen``; None for a unix socket or ``""``."""
+    if listen.startswith("unix:"):
+        return None
+    parsed = _split_listen(listen)
+    return None if parsed is None else parsed[0]
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_token_file(t: _Table, key: str) -> str | None:
+    raw = t.string(key)
+    return None if raw is None else _readable_file(t.ctx, t.sub(key), raw)
 
 
 def _split_listen(listen: str) -> tuple[str, int] | None:

@@ -20,7 +20,8 @@ from twisted.python.failure import Failure
 
 from ._version import __version__
 from .backoff import Backoff, Jitter
-from .config import ComponentSpec, Config
+from .bridge import Bridge, BridgeSettings
+from .config import BRIDGE_COMPONENT, ComponentSpec, Config
 from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED, FatalRouterError
 from .events import EventName, State, names
 from .supervisor import RetryPolicy, Supervisor
@@ -98,18 +99,34 @@ def plan(
     """The service tree's plan from the TOML configuration."""
     policy = retry_policy(config)
     host, port = config.http.host, config.http.port
-    return Plan(
-        components=tuple(
+    components = [
+        ComponentPlan(
+            name=spec.name,
+            make=factories[spec.name],
+            urls=config.router.urls,
+            wamp=wamp_settings(config, spec),
+            policy=policy,
+            extra=spec.extra,
+        )
+        for spec in config.components
+    ]
+    bridge = None
+    if config.bridge.listen:
+        b = config.bridge
+        bridge = Bridge(BridgeSettings(b.listen, b.token_file, b.max_body, b.call_timeout))
+        spec = ComponentSpec(name=BRIDGE_COMPONENT, entry="wampd.bridge:Bridge")
+        components.append(
             ComponentPlan(
-                name=spec.name,
-                make=factories[spec.name],
+                name=BRIDGE_COMPONENT,
+                make=bridge.make_session,
                 urls=config.router.urls,
                 wamp=wamp_settings(config, spec),
                 policy=policy,
-                extra=spec.extra,
             )
-            for spec in config.components
-        ),
+        )
+    return Plan(
+        components=tuple(components),
+        bridge=bridge,
         shutdown_timeout=config.shutdown.timeout,
         http=(host or "", port) if port is not None else None,
         rand=rand,

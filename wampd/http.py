@@ -28,7 +28,7 @@ from twisted.web.server import Request, Site
 from ._version import __version__
 from .health import Health
 
-__all__ = ["Exposition", "make_site", "render_registry"]
+__all__ = ["Exposition", "QuietSite", "make_site", "render_registry"]
 
 
 _ALLOWED = (b"GET", b"HEAD")
@@ -116,7 +116,7 @@ class _Channel(HTTPChannel):
         self.loseConnection()  # type: ignore[no-untyped-call]
 
 
-class _QuietSite(Site):
+class QuietSite(Site):
     """A Site that does not write an access log line per request, nor "Starting factory"."""
 
     protocol = _Channel  # type: ignore[assignment]
@@ -138,6 +138,6 @@ def make_site(exposition: Exposition, health: Health, reactor: Any = None) -> Si
     root.putChild(b"metrics", cast(IResource, _Page(partial(_metrics, exposition))))
     root.putChild(b"healthz", cast(IResource, _Page(partial(_probe, health, "alive"))))
     root.putChild(b"readyz", cast(IResource, _Page(partial(_probe, health, "ready"))))
-    site = _QuietSite(root, reactor=reactor)  # type: ignore[no-untyped-call]
+    site = QuietSite(root, reactor=reactor)  # type: ignore[no-untyped-call]
     site.displayTracebacks = False
     return site

@@ -11,7 +11,10 @@ what they do around the tree (signals, the reactor, the exit status).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import stat
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.web.server import Site
 
+from .bridge import Bridge
 from .events import EventHub, Observer
 from .gate import Gate
 from .health import Health
@@ -77,6 +81,8 @@ class Plan:
     admission_rate: float = 80.0
     admission_burst: int = 5
     probe_interval: float = 0.5
+    #: The sidecar bridge's routes (its session is one of :attr:`components`); None: off.
+    bridge: Bridge | None = None
 
 
 class Listener(Service):
@@ -106,6 +112,36 @@ class Listener(Service):
             return None
         bound = self.port.getHost()
         return str(bound.host), int(bound.port)
+
+
+class UnixListener(Service):
+    """A unix socket listener (mode 0660) as a child service; a stale socket file left by
+    a killed process is replaced, any other file at the path is an error."""
+
+    def __init__(self, path: str, site: Site, *, reactor: Any) -> None:
+        self._path, self._site, self._reactor = path, site, reactor
+        self.port: Any = None
+
+    def startService(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(self._path).st_mode):
+                os.unlink(self._path)
+        self.port = self._reactor.listenUNIX(self._path, self._site, mode=0o660)
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        port, self.port = self.port, None
+        return None if port is None else maybeDeferred(port.stopListening)
+
+
+def _bridge_listener(bridge: Bridge, reactor: Any) -> Service:
+    listen = bridge.settings.listen
+    site = bridge.site(reactor)
+    if listen.startswith("unix:"):
+        return UnixListener(listen[len("unix:") :], site, reactor=reactor)
+    host, _, port = listen.rpartition(":")
+    return Listener(host.strip("[]"), int(port), site, reactor=reactor)
 
 
 class _Notify(Service):
@@ -186,6 +222,11 @@ class Tree(MultiService):
             )
             self.listener = Listener(host, port, site, reactor=reactor)
             self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+        #: The sidecar bridge's listener, a child service (None without ``plan.bridge``).
+        self.bridge_listener: Service | None = None
+        if plan.bridge is not None:
+            self.bridge_listener = _bridge_listener(plan.bridge, reactor)
+            self.bridge_listener.setServiceParent(self)
         self.supervisors: dict[str, Supervisor] = {}
         # Components that reach the same router (URLs and realm) share what they know of it.
         sharing = Counter((c.urls, c.wamp.realm) for c in plan.components)

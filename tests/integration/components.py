@@ -10,8 +10,11 @@ from collections.abc import Generator
 from typing import Any
 
 from autobahn.twisted.wamp import Application, ApplicationSession, Session
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import Challenge, CloseDetails, ComponentConfig, SessionDetails
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 
 
 class Hello(ApplicationSession):
@@ -94,3 +97,28 @@ class ReportsLeave(Hello):
     def onLeave(self, details: CloseDetails) -> None:
         print(json.dumps({"left": details.reason}), flush=True)
         super().onLeave(details)
+
+
+class Recorder(ApplicationSession):
+    """Subscribes to ``com.example.bridge.topic`` and tells what it received through
+    ``com.example.bridge.seen``; ``com.example.bridge.fail`` raises an application error,
+    ``com.example.bridge.slow`` answers after ``extra["slow"]`` seconds."""
+
+    @inlineCallbacks
+    def onJoin(self, details: SessionDetails) -> Generator[Any, Any, None]:
+        seen: list[dict[str, Any]] = []
+
+        def fail() -> None:
+            raise ApplicationError("com.example.error.minus_one", "minus one", code=7)
+
+        yield self.subscribe(
+            lambda *args, **kwargs: seen.append({"args": list(args), "kwargs": kwargs}),
+            "com.example.bridge.topic",
+        )
+        yield self.register(lambda: seen, "com.example.bridge.seen")
+        yield self.register(lambda a, b: a + b, "com.example.bridge.add")
+        yield self.register(fail, "com.example.bridge.fail")
+        slow = float(self.config.extra.get("slow", 5.0))
+        yield self.register(
+            lambda: deferLater(reactor, slow, lambda: "late"), "com.example.bridge.slow"
+        )

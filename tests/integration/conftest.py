@@ -174,7 +174,8 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
     """Start ``wampd run`` with a generated config; killed at teardown if still running.
 
     ``launch(url, components=..., reconnect=..., keepalive=..., router=..., shutdown=...,
-    env=..., http="127.0.0.1:PORT")``; the HTTP listener is off unless ``http`` is given.
+    env=..., http="127.0.0.1:PORT", bridge={...})``; the HTTP listener is off unless
+    ``http`` is given, the bridge unless ``bridge`` is.
     """
     started: list[WampdProcess] = []
 
@@ -189,6 +190,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         env: dict[str, str] | None = None,
         http: str = "",
         log_level: str = "info",
+        bridge: dict[str, Any] | None = None,
     ) -> WampdProcess:
         n = len(started) + 1
         config = write_config(
@@ -200,8 +202,9 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
                 "http": {"listen": http},
                 "log": {"format": "json", "level": log_level},
                 "shutdown": {"timeout": shutdown},
+                **({"bridge": bridge} if bridge is not None else {}),
             },
-            components or [HELLO],
+            components if components is not None else [HELLO],
         )
         daemon = WampdProcess(tmp_path / f"wampd-{n}", config, env).start()
         started.append(daemon)

@@ -55,7 +55,16 @@ def test_check_config_prints_effective_config_with_secrets_masked(
     out = capsys.readouterr().out
     assert status == 0
     data = tomllib.loads(out)
-    assert set(data) == {"router", "reconnect", "keepalive", "http", "log", "shutdown", "component"}
+    assert set(data) == {
+        "router",
+        "reconnect",
+        "keepalive",
+        "http",
+        "log",
+        "shutdown",
+        "bridge",
+        "component",
+    }
     assert data["router"]["url"] == "ws://127.0.0.1:8080/ws"
     assert data["router"]["auth"] == {
         "method": "ticket",

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from wampd.config import (
     DEFAULT_FATAL_ERRORS,
     AuthConfig,
+    BridgeConfig,
     ComponentSpec,
     Config,
     HTTPConfig,
@@ -446,8 +447,14 @@ PROBLEM_CASES: list[tuple[dict[str, Any], str]] = [
     ),
     ({"http__listen": 9100}, 'http.listen: must be "host:port", "[ipv6]:port" or "", got 9100'),
     # components
-    ({"component": DELETE}, "component: at least one [[component]] is required"),
-    ({"component": []}, "component: at least one [[component]] is required"),
+    (
+        {"component": DELETE},
+        "component: at least one [[component]] is required, unless [bridge] listens",
+    ),
+    (
+        {"component": []},
+        "component: at least one [[component]] is required, unless [bridge] listens",
+    ),
     (
         {"component": {"name": "a", "entry": "m:A"}},
         "component: must be an array of tables ([[component]]), got a table",
@@ -763,7 +770,16 @@ def test_redacted_masks_secrets_and_is_json(tmp_path: Path) -> None:
     assert out["reconnect"]["fatal_errors"] == list(DEFAULT_FATAL_ERRORS)
     assert out["http"] == {"listen": "127.0.0.1:9100"}
     # The input's shape: no keys a config file could not have.
-    assert set(out) == {"router", "reconnect", "keepalive", "http", "log", "shutdown", "component"}
+    assert set(out) == {
+        "router",
+        "reconnect",
+        "keepalive",
+        "http",
+        "log",
+        "shutdown",
+        "bridge",
+        "component",
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -1041,3 +1057,30 @@ def test_os_environ_is_the_default_environ(monkeypatch: pytest.MonkeyPatch, tmp_
     config = load_config()
     assert config.source == str(path)
     assert config.router.auth.secret == Secret(SECRET)
+
+
+def test_the_bridge_is_off_by_default_and_may_replace_the_components(tmp_path: Path) -> None:
+    """No [bridge]: off. With a listen address the daemon may have no [[component]]; a
+    non-loopback address needs a token file, a unix socket an absolute path, and no
+    component may take the bridge's name."""
+    assert parse_config(MINIMAL, environ={}).bridge == BridgeConfig()
+    config = parse_config(doc(component=DELETE, bridge__listen="127.0.0.1:8091"), environ={})
+    assert config.components == () and config.bridge.listen == "127.0.0.1:8091"
+    assert parse_config(doc(bridge__listen="unix:/run/wampd/bridge.sock"), environ={})
+    assert problems(doc(bridge__listen="0.0.0.0:8091")) == [
+        "bridge.token_file: required when listen is not a loopback address or a unix socket "
+        '(listen = "0.0.0.0:8091")'
+    ]
+    token = write(tmp_path / "token", "s3cret\n")
+    config = parse_config(
+        doc(bridge__listen="0.0.0.0:8091", bridge__token_file=str(token)), environ={}
+    )
+    assert config.bridge.token_file == str(token)
+    assert problems(doc(bridge__listen="unix:run/bridge.sock")) == [
+        'bridge.listen: a unix socket needs an absolute path ("unix:/run/x.sock"), '
+        'got "unix:run/bridge.sock"'
+    ]
+    assert problems(doc(bridge__listen="127.0.0.1:8091", component__0__name="bridge")) == [
+        'component[0].name: "bridge" is the bridge\'s own session while [bridge] listens'
+    ]
+    assert problems(doc(bridge__max_body=0)) == ["bridge.max_body: must be an integer >= 1, got 0"]

@@ -15,12 +15,13 @@ from typing import Any, cast
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 from wampd import tree
 from wampd.backoff import Backoff, Jitter
 from wampd.config import parse_config
-from wampd.daemon import Daemon, retry_policy, secrets
+from wampd.daemon import Daemon, plan, retry_policy, secrets
 from wampd.logs import LineOutput, make_logger
 
 from .fakes import FakeConnector, outcome
@@ -406,3 +407,35 @@ def test_a_log_line_that_cannot_be_written_does_not_stop_the_shutdown() -> None:
     assert output.dropped > 0
     assert daemon.registry is not None
     assert daemon.registry.get_sample_value("wampd_log_lines_dropped_total") == output.dropped
+
+
+def test_the_bridge_is_a_supervised_component_with_a_listener_of_its_own() -> None:
+    """[bridge] adds a component named "bridge" on the router's URLs and realm, with the
+    daemon's retry policy, and a listener on its address, besides /metrics."""
+    config = parse_config(
+        {
+            "router": {"url": "ws://127.0.0.1:1/ws", "realm": "realm1"},
+            "bridge": {"listen": "127.0.0.1:8091"},
+            "http": {"listen": ""},
+        },
+        environ={},
+    )
+    the_plan = plan(config, {})
+    (component,) = the_plan.components
+    assert component.name == "bridge" and component.wamp.realm == "realm1"
+    assert component.urls == ("ws://127.0.0.1:1/ws",)
+    assert component.policy == retry_policy(config)
+    assert the_plan.bridge is not None
+    reactor = MemoryReactorClock()
+    daemon = Daemon(
+        config,
+        {},
+        reactor=reactor,
+        logger=make_logger(format="json", stream=io.StringIO()),
+        stop_reactor=lambda: None,
+    )
+    daemon.startService()
+    assert [(port, host) for port, _site, _backlog, host in reactor.tcpServers] == [
+        (8091, "127.0.0.1")
+    ]
+    assert list(daemon.supervisors) == ["bridge"]

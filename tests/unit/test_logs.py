@@ -262,7 +262,7 @@ def test_twisted_lifecycle_chatter_is_debug_only() -> None:
             reason="wamp.close.transport_lost",
             message="",
         )
-        for text in ("_QuietSite starting on 9100", "(TCP Port 9100 Closed)"):
+        for text in ("QuietSite starting on 9100", "(TCP Port 9100 Closed)"):
             publisher({"log_format": "{log_text}", "log_text": text, "log_level": LogLevel.info})
         Logger(namespace="autobahn.wamp.protocol", observer=observer).warn("a real {x}", x=1)
 
