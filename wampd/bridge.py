@@ -24,8 +24,10 @@ Every answer is JSON; every error names the problem as ``{"error": ..., "args": 
 405    a method other than POST (GET for ``/v1/ready``)
 413    the body is larger than ``max_body``
 502    the callee raised an application error (its URI, args and kwargs)
-503    the bridge session is not joined (with ``Retry-After``)
-504    the call took longer than ``call_timeout`` (the call is cancelled)
+500    anything else that went wrong inside wampd (its type and message)
+503    the bridge session is not joined, or was lost during the request (``Retry-After``)
+504    no answer within ``call_timeout``: a call's result (the call is cancelled), or a
+       publication's acknowledgement
 =====  =============================================================================
 """
 
@@ -39,9 +41,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from autobahn.twisted.wamp import ApplicationSession
-from autobahn.wamp.exception import ApplicationError, InvalidUriError
+from autobahn.wamp.exception import ApplicationError, InvalidUriError, TransportLost
 from autobahn.wamp.types import CallOptions, CallResult, ComponentConfig, PublishOptions
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybeDeferred
+from twisted.internet.defer import Deferred, TimeoutError, maybeDeferred
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -207,6 +209,10 @@ def _payload(body: dict[str, Any]) -> tuple[list[Any], dict[str, Any], dict[str,
     for name, value in (("kwargs", kwargs), ("options", options)):
         if not isinstance(value, dict):
             raise _Refused(400, "wamp.error.invalid_argument", f"{name!r} must be an object")
+    if "options" in kwargs:  # autobahn's publish() and call() take it as their own
+        raise _Refused(
+            400, "wamp.error.invalid_argument", "a keyword argument may not be named 'options'"
+        )
     return args, kwargs, options
 
 
@@ -331,6 +337,7 @@ class _Route(Resource):
 
 
 def _refusal(failure: Failure, timeout: float) -> _Refused:
+    """How a failed publish or call is answered (a call the app gave up on is not)."""
     exc = failure.value
     if isinstance(exc, _Refused):
         return exc
@@ -338,10 +345,10 @@ def _refusal(failure: Failure, timeout: float) -> _Refused:
         return _Refused(400, ApplicationError.INVALID_URI, str(exc))
     if isinstance(exc, TimeoutError):
         return _Refused(504, "wamp.error.timeout", f"no answer within {timeout:g} s")
-    if isinstance(exc, CancelledError):
-        return _Refused(504, "wamp.error.canceled", "the call was cancelled")
     if isinstance(exc, ApplicationError):
         return _Refused(
             _STATUS.get(exc.error, 502), exc.error, *exc.args, kwargs=dict(exc.kwargs or {})
         )
-    return _Refused(503, "wampd.error.not_joined", f"the bridge session was lost: {exc}")
+    if isinstance(exc, TransportLost):
+        return _Refused(503, "wampd.error.not_joined", f"the bridge session was lost: {exc}")
+    return _Refused(500, "wampd.error.internal", f"{type(exc).__name__}: {exc}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallResult
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -141,6 +141,7 @@ def test_nothing_goes_through_while_the_session_is_not_joined() -> None:
             "'kwargs' must be an object",
         ),
         (b'{"topic": "t", "options": {"nope": 1}}', "wamp.error.invalid_argument", "bad options"),
+        (b'{"topic": "t", "kwargs": {"options": 1}}', "wamp.error.invalid_argument", "'options'"),
     ],
 )
 def test_a_bad_body_is_a_400_that_names_the_problem(raw: bytes, error: str, text: str) -> None:
@@ -255,3 +256,23 @@ def test_wrong_method_and_unknown_route() -> None:
     for path in ("/v1/nope", "/v2/publish", "/"):
         status, body = answer(request(bridge, clock, path))
         assert status == 404 and body["error"] == "wampd.error.no_such_route", path
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "uri"),
+    [
+        (TransportLost(), 503, "wampd.error.not_joined"),
+        (RuntimeError("boom"), 500, "wampd.error.internal"),
+    ],
+)
+def test_a_lost_session_is_a_503_anything_else_a_500(
+    error: Exception, status: int, uri: str
+) -> None:
+    bridge, clock = make()
+    session = joined(bridge)
+    callee: Deferred[Any] = Deferred()
+    session.answers.append(callee)
+    req = request(bridge, clock, "/v1/call", {"procedure": "com.example.p"})
+    callee.errback(Failure(error))
+    code, body = answer(req)
+    assert (code, body["error"]) == (status, uri)
