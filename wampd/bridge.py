@@ -69,8 +69,8 @@ _STATUS = {
 class BridgeSettings:
     """``[bridge]``, as the bridge uses it."""
 
-    #: ``"host:port"`` or ``"unix:/path"``.
-    listen: str
+    #: A unix socket's path, or ``(host, port)``.
+    address: str | tuple[str, int]
     token_file: str | None = None
     max_body: int = 1048576
     call_timeout: float = 10.0

@@ -408,6 +408,14 @@ class BridgeConfig:
         10.0, "seconds a /v1/call may take before it is cancelled (504)", exclusive=True
     )
 
+    @property
+    def address(self) -> str | tuple[str, int] | None:
+        """The unix socket's path, or ``(host, port)`` (IPv6 without brackets); None when
+        the bridge is off."""
+        if self.listen.startswith("unix:"):
+            return self.listen[len("unix:") :]
+        return _split_listen(self.listen)
+
 
 @dataclass(frozen=True)
 class LogConfig:
@@ -1024,8 +1032,8 @@ def _check_auth(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
 def _check_bridge(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
     """A bridge reachable from outside the pod or host needs a token."""
     if {"listen", "token_file"} <= fine and values["token_file"] is None:
-        host = _bridge_host(values["listen"])
-        if host is not None and not _is_loopback(host):
+        address = BridgeConfig(listen=values["listen"]).address
+        if isinstance(address, tuple) and not _is_loopback(address[0]):
             t.problem(
                 "token_file",
                 f"required when listen is not a loopback address or a unix socket "
@@ -1349,14 +1357,6 @@ def _read_bridge_listen(t: _Table, key: str, default: str) -> str:
             return default
         return value
     return _read_listen(t, key, default)
-
-
-def _bridge_host(listen: str) -> str | None:
-    """The host of a TCP ``listen``; None for a unix socket or ``""``."""
-    if listen.startswith("unix:"):
-        return None
-    parsed = _split_listen(listen)
-    return None if parsed is None else parsed[0]
 
 
 def _is_loopback(host: str) -> bool:

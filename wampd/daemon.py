@@ -111,9 +111,9 @@ def plan(
         for spec in config.components
     ]
     bridge = None
-    if config.bridge.listen:
-        b = config.bridge
-        bridge = Bridge(BridgeSettings(b.listen, b.token_file, b.max_body, b.call_timeout))
+    b = config.bridge
+    if b.address is not None:
+        bridge = Bridge(BridgeSettings(b.address, b.token_file, b.max_body, b.call_timeout))
         spec = ComponentSpec(name=BRIDGE_COMPONENT, entry="wampd.bridge:Bridge")
         components.append(
             ComponentPlan(

@@ -136,12 +136,10 @@ class UnixListener(Service):
 
 
 def _bridge_listener(bridge: Bridge, reactor: Any) -> Service:
-    listen = bridge.settings.listen
-    site = bridge.site(reactor)
-    if listen.startswith("unix:"):
-        return UnixListener(listen[len("unix:") :], site, reactor=reactor)
-    host, _, port = listen.rpartition(":")
-    return Listener(host.strip("[]"), int(port), site, reactor=reactor)
+    address, site = bridge.settings.address, bridge.site(reactor)
+    if isinstance(address, str):
+        return UnixListener(address, site, reactor=reactor)
+    return Listener(*address, site, reactor=reactor)
 
 
 class _Notify(Service):

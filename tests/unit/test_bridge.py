@@ -51,7 +51,9 @@ def make(
         token_file = tmp_path / "token"
         token_file.write_text(token + "\n")
     bridge = Bridge(
-        BridgeSettings("127.0.0.1:0", None if token_file is None else str(token_file), **settings)
+        BridgeSettings(
+            ("127.0.0.1", 0), None if token_file is None else str(token_file), **settings
+        )
     )
     return bridge, Clock()
 

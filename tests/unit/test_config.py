@@ -1064,6 +1064,9 @@ def test_the_bridge_is_off_by_default_and_may_replace_the_components(tmp_path: P
     non-loopback address needs a token file, a unix socket an absolute path, and no
     component may take the bridge's name."""
     assert parse_config(MINIMAL, environ={}).bridge == BridgeConfig()
+    assert BridgeConfig().address is None
+    assert BridgeConfig(listen="[::1]:8091").address == ("::1", 8091)
+    assert BridgeConfig(listen="unix:/run/wampd/b.sock").address == "/run/wampd/b.sock"
     config = parse_config(doc(component=DELETE, bridge__listen="127.0.0.1:8091"), environ={})
     assert config.components == () and config.bridge.listen == "127.0.0.1:8091"
     assert parse_config(doc(bridge__listen="unix:/run/wampd/bridge.sock"), environ={})
