@@ -18,6 +18,7 @@ Modules:
 - :mod:`bench.client`: the load client and the prober (subprocesses);
 - :mod:`bench.exporter`: the stock ``prometheus_client`` exporter, the scrape baseline;
 - :mod:`bench.procs`: starting and reading the hosts from the bench;
-- :mod:`bench.figures`: the six figures;
+- :mod:`bench.figures`: the figures (the eighth, the sidecar bridge against Crossbar's
+  HTTP bridge, with its load generator, in :mod:`bench.bridge`);
 - :mod:`bench.report`: rows, the table and the JSON file.
 """

@@ -2,9 +2,9 @@
 
 ::
 
-    python -m bench                      # the full run (about 10 minutes on 2 cores)
+    python -m bench                      # the full run (about 12 minutes on 2 cores)
     python -m bench --smoke              # every figure with tiny counts, in seconds
-    python -m bench --only storm --only scrape
+    python -m bench --only storm --only scrape --only bridge
     python -m bench --out /tmp/r.json --workdir /tmp/bench
 
 Progress goes to stderr, one line per step; the table to stdout. Every process the bench

@@ -1,4 +1,4 @@
-"""The seven figures, each a function of the :class:`~bench.procs.Lab` and the
+"""The eight figures, each a function of the :class:`~bench.procs.Lab` and the
 :class:`Settings`, returning its :class:`~bench.report.Row` list.
 
 Repeated measurements alternate the sides (wampd, baseline, then baseline, wampd, ...) so the
@@ -25,6 +25,7 @@ from harness.procs import REPO_ROOT, Proc, harness_env
 from wampd.backoff import Backoff
 from wampd.config import ReconnectConfig
 
+from .bridge import bridge
 from .policies import (
     FULL_SCALE,
     SMOKE_SCALE,
@@ -105,12 +106,18 @@ class Settings:
     fleet_scale: Scale = FULL_SCALE
     #: Where figure 7 draws the trade-off; None: into the lab's work directory.
     fleet_plot: Path | None = REPO_ROOT / "docs" / "backoff-tradeoff.png"
+    #: Figure 8 (bench.bridge): seconds per sample, rounds, warm-up seconds per side and
+    #: route, and the numbers of concurrent clients measured.
+    bridge_seconds: float = 1.5
+    bridge_rounds: int = 7
+    bridge_warmup: float = 1.0
+    bridge_clients: tuple[int, ...] = (1, 32)
     #: Deviations from the hosts' defaults (the smoke run only).
     options: HostOptions = field(default_factory=HostOptions)
     #: Figures in one lane run one after the other on one router; lanes run side by side,
     #: each with a router of its own (the smoke run only: it does not measure, it checks).
     lanes: tuple[tuple[str, ...], ...] = (
-        ("overhead", "detection", "recovery", "storm", "scrape", "fleet"),
+        ("overhead", "detection", "recovery", "storm", "scrape", "fleet", "bridge"),
     )
 
     @property
@@ -157,6 +164,9 @@ SMOKE = Settings(
     scrape_requests=20,
     scrape_block=5,
     scrape_lag_seconds=1.0,
+    bridge_seconds=0.25,
+    bridge_rounds=1,
+    bridge_warmup=0.0,
     options=HostOptions(
         wampd_sections=(
             ("keepalive", (("ping_interval", 1.0), ("ping_timeout", 1.0))),
@@ -165,7 +175,7 @@ SMOKE = Settings(
         runner_ping=1.0,
         retry=(0.1, 0.5),
     ),
-    lanes=(("overhead", "storm", "scrape"), ("recovery", "detection", "fleet")),
+    lanes=(("overhead", "storm", "scrape", "bridge"), ("recovery", "detection", "fleet")),
 )
 
 
@@ -793,7 +803,8 @@ def fleet(lab: Lab, settings: Settings) -> list[Row]:
     ]
 
 
-#: The figures by name, in the order they run (figures 1 and 2 share their hosts).
+#: The figures by name, in the order they run (figures 1 and 2 share their hosts; figure 8,
+#: the sidecar bridge, is in bench.bridge).
 FIGURES: dict[str, Callable[[Lab, Settings], list[Row]]] = {
     "overhead": overhead,
     "detection": detection,
@@ -801,4 +812,5 @@ FIGURES: dict[str, Callable[[Lab, Settings], list[Row]]] = {
     "storm": storm,
     "scrape": scrape,
     "fleet": fleet,
+    "bridge": bridge,
 }

@@ -111,8 +111,11 @@ class Host:
         sessions: int = 1,
         options: HostOptions | None = None,
         http: bool = False,
+        bridge: bool = False,
     ) -> None:
-        """Prepare (not start) a host of ``kind`` with ``sessions`` sessions."""
+        """Prepare (not start) a host of ``kind`` with ``sessions`` sessions (wampd with
+        ``bridge``: also its sidecar bridge, on :attr:`bridge_port`; ``sessions`` may then
+        be 0)."""
         self.lab = lab
         self.kind = kind
         self.sessions = sessions
@@ -124,6 +127,7 @@ class Host:
         self.workdir.mkdir(parents=True)
         self.events_path = self.workdir / "events.jsonl"
         self.http_port: int | None = free_port() if kind == "wampd" else None
+        self.bridge_port: int | None = free_port() if kind == "wampd" and bridge else None
         self.http = http
         self._events: list[HostEvent] = []
         self._events_file = JsonLines(self.events_path)
@@ -152,12 +156,15 @@ class Host:
         return argv
 
     def _wampd_config(self) -> Path:
-        """wampd's defaults, except the router, a free HTTP port, and the smoke overrides."""
+        """wampd's defaults, except the router, a free HTTP port (and bridge port), and the
+        smoke overrides."""
         sections: dict[str, dict[str, Any]] = {
             "router": {"url": self.lab.router.url(), "realm": REALM},
             "http": {"listen": f"127.0.0.1:{self.http_port}"},
             "log": {"format": "json", "level": "info"},
         }
+        if self.bridge_port is not None:
+            sections["bridge"] = {"listen": f"127.0.0.1:{self.bridge_port}"}
         for section, items in self.options.wampd_sections:
             sections[section] = dict(items)
         components = [
@@ -256,11 +263,12 @@ class Host:
 
 
 class ClientProc:
-    """The load client or the prober (:mod:`bench.client`), fed commands through a file
-    it follows, answering JSON lines on its stdout."""
+    """The load client or the prober (:mod:`bench.client`), or another program fed commands
+    through a file it follows (``--commands FILE``), answering JSON lines on its stdout."""
 
-    def __init__(self, lab: Lab, mode: str) -> None:
-        """Prepare (not start) a client in ``mode`` ``load`` or ``probe``."""
+    def __init__(self, lab: Lab, mode: str, *, argv: list[str] | None = None) -> None:
+        """Prepare (not start) a client in ``mode`` ``load`` or ``probe``; or, with
+        ``argv``, that command (``mode`` then only names it)."""
         self.lab = lab
         self.mode = mode
         serial = lab.next_serial()
@@ -268,8 +276,10 @@ class ClientProc:
         workdir.mkdir(parents=True)
         self.commands = workdir / "commands.jsonl"
         self.commands.touch()
-        argv = [sys.executable, "-m", "bench.client", mode, "--url", lab.router.url()]
-        argv += ["--realm", REALM, "--commands", str(self.commands)]
+        if argv is None:
+            argv = [sys.executable, "-m", "bench.client", mode, "--url", lab.router.url()]
+            argv += ["--realm", REALM]
+        argv = [*argv, "--commands", str(self.commands)]
         self.proc = Proc(
             argv,
             stdout_path=workdir / "stdout.log",

@@ -42,6 +42,9 @@ AGENT_AUTHID = "agent"
 AGENT_TICKET = "tkt-7Hq2x-agent"
 CRA_AUTHID = "cra-agent"
 CRA_SECRET = "cra-9Zx4w-key"
+#: The key and secret of the signed HTTP bridge paths (``/publish-signed``, ``/call-signed``).
+BRIDGE_KEY = "bridge-key"
+BRIDGE_SECRET = "bridge-9Qw3e-secret"
 
 _NOISE_START = "A module that was compiled using NumPy 1.x"
 _NOISE_END = "AttributeError: _ARRAY_API not found"
@@ -75,7 +78,12 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
     """The node configuration: one router worker, ``realm`` with roles ``anonymous`` and
     ``agent``, a web transport on 127.0.0.1:``port`` with ``/ws`` (anonymous), ``/auth``
     (ticket auth: principal ``agent``, ticket ``secret``, role ``agent``) and ``/cra``
-    (WAMP-CRA: user ``cra-agent``, secret ``cra-secret``, role ``agent``)."""
+    (WAMP-CRA: user ``cra-agent``, secret ``cra-secret``, role ``agent``), and Crossbar's own
+    HTTP bridge: ``/publish`` and ``/call`` (role ``anonymous``), ``/publish-signed`` and
+    ``/call-signed`` (the same, requests signed with :data:`BRIDGE_KEY` and
+    :data:`BRIDGE_SECRET`)."""
+    bridge = {"realm": realm, "role": "anonymous"}
+    signed = {"options": {"key": BRIDGE_KEY, "secret": BRIDGE_SECRET}}
     allow_all = {"call": True, "register": True, "publish": True, "subscribe": True}
     serializers = ["json", "msgpack", "cbor"]
     # The router pings its clients too, so the session of a client whose link died
@@ -145,6 +153,10 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
                                     }
                                 },
                             },
+                            "publish": {"type": "publisher", **bridge},
+                            "call": {"type": "caller", **bridge},
+                            "publish-signed": {"type": "publisher", **bridge, **signed},
+                            "call-signed": {"type": "caller", **bridge, **signed},
                             "cra": {
                                 "type": "websocket",
                                 "serializers": serializers,

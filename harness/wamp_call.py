@@ -46,7 +46,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import CallResult, ComponentConfig, PublishOptions
 from autobahn.websocket.util import parse_url
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import CancelledError, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from harness.poll import poll
@@ -139,10 +139,15 @@ class OneShotSession(ApplicationSession):
                 )
                 job.succeed({"publication": pub.id})
             else:
-                res = yield self.call(opts.procedure, *opts.args, **opts.kwargs)
+                d = self.call(opts.procedure, *opts.args, **opts.kwargs)
+                if opts.cancel_after is not None:  # the caller gives up: CANCEL
+                    job.reactor.callLater(opts.cancel_after, d.cancel)
+                res = yield d
                 job.succeed(_jsonable(res))
         except ApplicationError as exc:
             job.fail(exc.error, " ".join(str(a) for a in exc.args), stop=False)
+        except CancelledError:
+            job.fail("wamp.error.canceled", "the call was cancelled", stop=False)
         except Exception as exc:
             job.fail(OTHER_ERROR, repr(exc), stop=False)
         job.phase = "leave"
@@ -234,6 +239,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=10.0, help="overall timeout (s)")
     parser.add_argument("--authid", default=None, help="authid for ticket auth")
     parser.add_argument("--ticket", default=None, help="ticket (enables ticket auth)")
+    parser.add_argument(
+        "--cancel-after", type=float, default=None, help="cancel the call after this many s"
+    )
     opts = parser.parse_args(argv)
     try:
         opts.args = json.loads(opts.args)
@@ -276,6 +284,7 @@ def call(
     publish: bool = False,
     authid: str | None = None,
     ticket: str | None = None,
+    cancel_after: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the script once (``publish=True``: publish to ``procedure`` as a topic).
 
@@ -291,6 +300,8 @@ def call(
         argv += ["--authid", authid]
     if ticket is not None:
         argv += ["--ticket", ticket]
+    if cancel_after is not None:
+        argv += ["--cancel-after", str(cancel_after)]
     return subprocess.run(
         python_module("harness.wamp_call", *argv),
         env=harness_env(),

@@ -53,11 +53,14 @@ __all__ = [
     "HTTPConfig",
     "KeepaliveConfig",
     "LogConfig",
+    "ProcedureConfig",
     "ProxyConfig",
     "ReconnectConfig",
     "RouterConfig",
     "Secret",
     "ShutdownConfig",
+    "SigningConfig",
+    "SubscriptionConfig",
     "TLSConfig",
     "config_path",
     "document",
@@ -163,6 +166,9 @@ _TEXT: Final = {"type": "string", "minLength": 1, "pattern": "\\S"}
 _SERIALIZERS: Final = ("cbor", "msgpack", "json")
 _AUTH_METHODS: Final = {m: m for m in ("anonymous", "ticket", "wampcra")}
 _JITTERS: Final = {j: j for j in ("phase", "full", "equal", "decorrelated", "none")}
+_MATCHES: Final = {m: m for m in ("exact", "prefix", "wildcard")}
+_WHEN_FULL: Final = {w: w for w in ("drop_newest", "drop_oldest")}
+_INVOKES: Final = {i: i for i in ("single", "roundrobin", "random", "first", "last")}
 _LOG_FORMATS: Final = {f: f for f in ("auto", "json", "console")}
 _LOG_LEVELS: Final = {
     **{level: level for level in ("debug", "info", "warn", "error", "critical")},
@@ -382,6 +388,115 @@ class HTTPConfig:
 
 
 @dataclass(frozen=True)
+class SigningConfig:
+    """Crossbar-style signed requests to ``/publish`` and ``/call``: the query string's
+    ``key``, ``timestamp``, ``seq``, ``nonce`` and ``signature`` (HMAC-SHA256)."""
+
+    key: str = setting(
+        doc="the key the app signs with (the query string's key=)",
+        required=True,
+        example="app",
+        schema=_WORD,
+        read=lambda t, key, d: t.word(key),
+    )
+    secret_file: str = setting(
+        doc="a file holding the signing secret; re-read when the file changes",
+        required=True,
+        example="/run/secrets/bridge-signing",
+        schema=_TEXT,
+        read=lambda t, key, d: _read_token_file(t, key),
+    )
+    max_skew: float = _number(
+        300.0,
+        "seconds a signed request's timestamp may be off from now; older ones are replays",
+        exclusive=True,
+    )
+
+
+def _uri_setting(doc: str, example: str) -> Any:
+    return setting(
+        doc=doc,
+        required=True,
+        example=example,
+        schema=_WORD,
+        read=lambda t, key, d: t.word(key),
+    )
+
+
+def _inflight(default: int, doc: str) -> Any:
+    return setting(
+        default,
+        doc=doc,
+        schema={"type": "integer", "minimum": 1},
+        read=lambda t, key, d: t.integer(key, d, minimum=1),
+    )
+
+
+def _http_url(doc: str, example: str) -> Any:
+    return setting(
+        doc=doc,
+        required=True,
+        example=example,
+        schema={"type": "string", "pattern": "^[hH][tT][tT][pP][sS]?://"},
+        read=lambda t, key, d: _read_http_url(t, key),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionConfig:
+    """One ``[[bridge.subscription]]``: WAMP events on ``topic``, POSTed to ``url``."""
+
+    topic: str = _uri_setting(
+        "the topic (or pattern, with match) to subscribe to", "com.example.orders"
+    )
+    match: str = _choice("exact", "exact | prefix | wildcard", _MATCHES)
+    url: str = _http_url("each event is POSTed here as JSON", "http://127.0.0.1:8000/hooks/orders")
+    name: str | None = setting(
+        None,
+        doc="its name in logs and metrics (default: the topic); unique",
+        schema={"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        read=lambda t, key, d: _read_optional_name(t, key),
+    )
+    max_inflight: int = _inflight(1, "deliveries at once; 1 delivers in publication order")
+    timeout: float = _number(
+        10.0, "seconds an attempt may take; then it is retried", exclusive=True
+    )
+    max_queued: int = _inflight(10000, "events waiting to be delivered; then when_full")
+    when_full: str = _choice(
+        "drop_newest", "drop_newest | drop_oldest: which event goes (logged, counted)", _WHEN_FULL
+    )
+    #: Retries of one event before it is dead-lettered; None for no limit (``-1`` in TOML).
+    max_retries: int | None = setting(
+        None,
+        doc="retries of one event (408, 429, 5xx, timeout, refused); -1 unlimited",
+        toml_default=-1,
+        schema={"type": "integer", "minimum": -1},
+        read=lambda t, key, d: _no_limit(t.integer(key, -1, minimum=-1)),
+    )
+
+    @property
+    def label(self) -> str:
+        """Its name in logs and metrics."""
+        return self.name or self.topic
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcedureConfig:
+    """One ``[[bridge.procedure]]``: WAMP calls to ``uri``, POSTed to ``url``."""
+
+    uri: str = _uri_setting("the procedure (or pattern, with match) to register", "com.example.add")
+    match: str = _choice("exact", "exact | prefix | wildcard", _MATCHES)
+    url: str = _http_url("each invocation is POSTed here as JSON", "http://127.0.0.1:8000/rpc/add")
+    timeout: float = _number(
+        10.0, "seconds for the app's answer; then wamp.error.timeout", exclusive=True
+    )
+    max_inflight: int = _inflight(16, "invocations at once; more get wamp.error.unavailable")
+    invoke: str = _choice(
+        "single", "single | roundrobin | random | first | last (shared registration)", _INVOKES
+    )
+
+
+@dataclass(frozen=True)
 class BridgeConfig:
     """The sidecar bridge: an app next to wampd publishes and calls over local HTTP."""
 
@@ -406,6 +521,24 @@ class BridgeConfig:
     )
     call_timeout: float = _number(
         10.0, "seconds a /v1/call may take before it is cancelled (504)", exclusive=True
+    )
+    signing: SigningConfig | None = setting(
+        None, doc="Crossbar-style signed requests to /publish and /call", record=SigningConfig
+    )
+    subscriptions: tuple[SubscriptionConfig, ...] = setting(
+        (),
+        key="subscription",
+        doc="WAMP events delivered to the app (webhooks)",
+        record=SubscriptionConfig,
+        many=True,
+    )
+    procedures: tuple[ProcedureConfig, ...] = setting(
+        (),
+        key="procedure",
+        doc="WAMP procedures the app serves (HTTP callbacks)",
+        record=ProcedureConfig,
+        many=True,
+        unique="uri",
     )
 
     @property
@@ -1030,7 +1163,8 @@ def _check_auth(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
 
 
 def _check_bridge(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
-    """A bridge reachable from outside the pod or host needs a token."""
+    """A bridge reachable from outside the pod or host needs a token; subscriptions and
+    procedures need the bridge on, and names of their own."""
     if {"listen", "token_file"} <= fine and values["token_file"] is None:
         address = BridgeConfig(listen=values["listen"]).address
         if isinstance(address, tuple) and not _is_loopback(address[0]):
@@ -1039,6 +1173,21 @@ def _check_bridge(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
                 f"required when listen is not a loopback address or a unix socket "
                 f"(listen = {_show(values['listen'])})",
             )
+    if "listen" in fine and values["listen"] == "":
+        for key in ("subscription", "procedure", "signing"):
+            if t.raw(key) not in (_MISSING, [], ()):
+                t.problem(key, 'needs the bridge on: set bridge.listen ("127.0.0.1:8091")')
+    seen: dict[str, int] = {}
+    # Only when every subscription was fine: then the tuple's indices are the array's.
+    for i, sub in enumerate(values["subscriptions"] if "subscriptions" in fine else ()):
+        if sub.label in seen:
+            also = f"bridge.subscription[{seen[sub.label]}]"
+            what = "name" if sub.name is not None else "topic"
+            t.ctx.problem(
+                f"{t.sub('subscription')}[{i}].{what}",
+                f"duplicate {_show(sub.label)} (also {also}); give one of them a name",
+            )
+        seen.setdefault(sub.label, i)
 
 
 def _check_config(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
@@ -1056,7 +1205,30 @@ def _check_config(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
             )
 
 
+#: WAMP's loose URI rules by match policy (a pattern may have empty components).
+_URI_RULES: Final = {
+    "exact": re.compile(r"([^\s.#]+\.)*[^\s.#]+"),
+    "prefix": re.compile(r"([^\s.#]+\.)*[^\s.#]*"),
+    "wildcard": re.compile(r"(([^\s.#]+\.)|\.)*[^\s.#]*"),
+}
+
+
+def _check_uri(field_name: str) -> Callable[[_Table, dict[str, Any], set[str]], None]:
+    def check(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+        uri, match = values[field_name], values["match"]
+        if {field_name, "match"} <= fine and not _URI_RULES[match].fullmatch(uri):
+            t.problem(
+                field_name,
+                f"not a valid WAMP URI for match {_show(match)} (dot-separated, no "
+                f"whitespace or '#'), got {_show(uri)}",
+            )
+
+    return check
+
+
 _CHECKS: Final[dict[type, Callable[[_Table, dict[str, Any], set[str]], None]]] = {
+    SubscriptionConfig: _check_uri("topic"),
+    ProcedureConfig: _check_uri("uri"),
     ReconnectConfig: _check_reconnect,
     BridgeConfig: _check_bridge,
     Config: _check_config,
@@ -1374,6 +1546,32 @@ def _read_token_file(t: _Table, key: str) -> str | None:
     return None if raw is None else _readable_file(t.ctx, t.sub(key), raw)
 
 
+def _read_http_url(t: _Table, key: str) -> str | None:
+    """An ``http://`` or ``https://`` URL with a host: where the bridge POSTs to."""
+    raw = t.raw(key)
+    if not isinstance(raw, str):
+        t.problem(key, f"must be an http:// or https:// URL, got {_show(raw)}")
+        return None
+    if not raw or any(c.isspace() or not c.isprintable() for c in raw):
+        t.problem(key, f"must be a URL without whitespace or control characters, got {_show(raw)}")
+        return None
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        t.problem(key, f"not a valid URL ({exc}), got {_show(raw)}")
+        return None
+    if parts.scheme.lower() not in ("http", "https"):
+        t.problem(key, f"scheme must be http or https, got {_show(parts.scheme)}")
+    elif not parts.hostname:
+        t.problem(key, f"missing host, got {_show(raw)}")
+    elif port == 0:
+        t.problem(key, "port must be from 1 to 65535, got 0")
+    else:
+        return raw
+    return None
+
+
 def _split_listen(listen: str) -> tuple[str, int] | None:
     """``(host, port)`` of a listen address, None for ``""``; ValueError says what is wrong."""
     if listen == "":
@@ -1415,6 +1613,10 @@ def _read_name(t: _Table, key: str) -> str | None:
         return name
     t.problem(key, f"must be a non-empty string of [A-Za-z0-9_.-], got {_show(name)}")
     return None
+
+
+def _read_optional_name(t: _Table, key: str) -> str | None:
+    return None if t.raw(key) is _MISSING else _read_name(t, key)
 
 
 def _read_entry(t: _Table, key: str) -> str | None:

@@ -20,12 +20,11 @@ from twisted.python.failure import Failure
 
 from ._version import __version__
 from .backoff import Backoff, Jitter
-from .bridge import Bridge, BridgeSettings
 from .config import BRIDGE_COMPONENT, ComponentSpec, Config
 from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED, FatalRouterError
 from .events import EventName, State, names
 from .supervisor import RetryPolicy, Supervisor
-from .tree import ComponentPlan, Plan, Tree
+from .tree import BridgePlan, ComponentPlan, Plan, Tree
 from .wamp import SessionFactory, TLSSettings, WampSettings
 
 __all__ = ["Daemon", "plan", "retry_policy", "secrets", "wamp_settings"]
@@ -111,19 +110,9 @@ def plan(
         for spec in config.components
     ]
     bridge = None
-    b = config.bridge
-    if b.address is not None:
-        bridge = Bridge(BridgeSettings(b.address, b.token_file, b.max_body, b.call_timeout))
+    if config.bridge.address is not None:
         spec = ComponentSpec(name=BRIDGE_COMPONENT, entry="wampd.bridge:Bridge")
-        components.append(
-            ComponentPlan(
-                name=BRIDGE_COMPONENT,
-                make=bridge.make_session,
-                urls=config.router.urls,
-                wamp=wamp_settings(config, spec),
-                policy=policy,
-            )
-        )
+        bridge = BridgePlan(config.bridge, config.router.urls, wamp_settings(config, spec), policy)
     return Plan(
         components=tuple(components),
         bridge=bridge,

@@ -33,7 +33,7 @@ from ._version import __version__
 from .events import Event, State, names
 from .wamp import COMPONENT_ERROR_REASON
 
-__all__ = ["LEAVE_REASONS", "Metrics", "ReactorLag"]
+__all__ = ["BRIDGE_ROUTES", "LEAVE_REASONS", "BridgeMetrics", "Metrics", "ReactorLag"]
 
 #: The close reasons counted under their own label; anything else is ``other``.
 LEAVE_REASONS = (
@@ -69,10 +69,10 @@ class _Part:
     """Some of the collectors, as the exposition encoders take a registry."""
 
     def __init__(self, *collectors: Collector) -> None:
-        self._collectors = collectors
+        self.collectors = collectors
 
     def collect(self) -> Iterator[Metric]:
-        for collector in self._collectors:
+        for collector in self.collectors:
             yield from collector.collect()
 
 
@@ -204,6 +204,10 @@ class Metrics:
             self._rendered[content_type] = (self._changes, body)
         return body + encoder(self._live), content_type
 
+    def add_live(self, *collectors: Collector) -> None:
+        """Render ``collectors`` at every scrape too (series that change without events)."""
+        self._live = _Part(*self._live.collectors, *collectors)
+
     def add_component(self, component: str) -> None:
         """Create ``component``'s series (state idle, counters at 0)."""
         self.components.add(component)
@@ -247,6 +251,89 @@ class Metrics:
             self.retry_delay.labels(c).set(event.delay or 0)
         elif event.name == names.KEEPALIVE_TIMEOUT:
             self.keepalive_timeouts.labels(c).inc()
+
+
+#: The bridge's routes, as ``wampd_bridge_requests_total`` labels them.
+BRIDGE_ROUTES = ("/v1/publish", "/v1/call", "/v1/ready", "/publish", "/call", "other")
+
+
+class BridgeMetrics:
+    """The sidecar bridge's series. They change with every request, so they are rendered
+    at each scrape (a few dozen series, whatever the request rate), next to the live ones.
+
+    Label values are bounded: routes are :data:`BRIDGE_ROUTES`, codes the statuses the
+    bridge answers with, subscriptions and procedures those configured, outcomes those of
+    :mod:`wampd.webhooks` and :mod:`wampd.callbacks`.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        subscriptions: Iterable[str] = (),
+        procedures: Iterable[str] = (),
+    ) -> None:
+        self.requests = Counter(
+            "wampd_bridge_requests",
+            "Requests the bridge answered, by route and HTTP status.",
+            ["route", "code"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "wampd_bridge_request_duration_seconds",
+            "Seconds from a request's arrival to its answer, by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "wampd_bridge_deliveries",
+            "Webhook outcomes of events, by subscription: delivered, retried (an attempt "
+            "to be made again), dead_lettered, dropped (queue full), abandoned (at stop).",
+            ["subscription", "outcome"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "wampd_bridge_queue_depth",
+            "Events accepted for a subscription and not delivered yet.",
+            ["subscription"],
+            registry=registry,
+        )
+        self.invocations = Counter(
+            "wampd_bridge_invocations",
+            "Invocations answered by the app's HTTP callback, by procedure and outcome: ok, "
+            "error, runtime_error, timeout, unavailable, cancelled.",
+            ["procedure", "outcome"],
+            registry=registry,
+        )
+        self.invocation_duration = Histogram(
+            "wampd_bridge_invocation_duration_seconds",
+            "Seconds the app took to answer an invocation, by procedure.",
+            ["procedure"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=registry,
+        )
+        for route in BRIDGE_ROUTES[:-1]:
+            self.requests.labels(route, "200")
+            self.request_duration.labels(route)
+        for subscription in subscriptions:
+            for outcome in ("delivered", "retried", "dead_lettered", "dropped", "abandoned"):
+                self.deliveries.labels(subscription, outcome)
+            self.queue_depth.labels(subscription).set(0)
+        for procedure in procedures:
+            for outcome in ("ok", "error", "timeout", "unavailable"):
+                self.invocations.labels(procedure, outcome)
+            self.invocation_duration.labels(procedure)
+
+    @property
+    def collectors(self) -> tuple[Collector, ...]:
+        return (
+            self.requests,
+            self.request_duration,
+            self.deliveries,
+            self.queue_depth,
+            self.invocations,
+            self.invocation_duration,
+        )
 
 
 class ReactorLag(Service):

@@ -187,8 +187,9 @@ def _keys_of(
             continue
         default = default_of(f)
         if declared.record is not None and not declared.schema:
-            # An optional table (default None) is shown commented out.
-            entry = (declared.key or f.name, declared.record, declared, off or default is None)
+            # An optional table (default None, or no [[tables]]) is shown commented out.
+            unset = default is None or (declared.many and not default)
+            entry = (declared.key or f.name, declared.record, declared, off or unset)
             subtables.append(entry)
             continue
         if declared.aliases:

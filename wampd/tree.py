@@ -26,17 +26,19 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.web.server import Site
 
 from .bridge import Bridge
+from .config import BRIDGE_COMPONENT, BridgeConfig
 from .events import EventHub, Observer
 from .gate import Gate
 from .health import Health
 from .http import make_site, render_registry
 from .logs import EventLogger
-from .metrics import Metrics, ReactorLag
+from .metrics import BridgeMetrics, Metrics, ReactorLag
+from .outbound import Poster
 from .supervisor import RetryPolicy, Supervisor
 from .systemd import SystemdNotifier
 from .wamp import SessionFactory, WampConnector, WampSettings
 
-__all__ = ["ComponentPlan", "Listener", "Plan", "Tree", "leave_timeout"]
+__all__ = ["BridgePlan", "ComponentPlan", "Listener", "Plan", "Tree", "leave_timeout"]
 
 
 def leave_timeout(shutdown_timeout: float) -> float:
@@ -81,8 +83,18 @@ class Plan:
     admission_rate: float = 80.0
     admission_burst: int = 5
     probe_interval: float = 0.5
-    #: The sidecar bridge's routes (its session is one of :attr:`components`); None: off.
-    bridge: Bridge | None = None
+    #: The sidecar bridge (its session is one more component, named ``bridge``); None: off.
+    bridge: BridgePlan | None = None
+
+
+@dataclass(frozen=True)
+class BridgePlan:
+    """The sidecar bridge: its configuration, and where and how its session connects."""
+
+    config: BridgeConfig
+    urls: tuple[str, ...]
+    wamp: WampSettings
+    policy: RetryPolicy
 
 
 class Listener(Service):
@@ -135,11 +147,37 @@ class UnixListener(Service):
         return None if port is None else maybeDeferred(port.stopListening)
 
 
-def _bridge_listener(bridge: Bridge, reactor: Any) -> Service:
-    address, site = bridge.settings.address, bridge.site(reactor)
-    if isinstance(address, str):
-        return UnixListener(address, site, reactor=reactor)
-    return Listener(*address, site, reactor=reactor)
+class _BridgeService(MultiService):
+    """The bridge's listener and its session's supervisor. A stop drains the bridge first
+    (:meth:`~wampd.bridge.Bridge.drain`, for :data:`DRAIN_SHARE` of the shutdown timeout,
+    the listener still answering, with 503), then stops the listener and the session."""
+
+    def __init__(self, bridge: Bridge, drain_timeout: float, reactor: Any) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.bridge, self._drain_timeout = bridge, drain_timeout
+        address, site = bridge.config.address, bridge.site()
+        assert address is not None
+        self.listener: Service = (
+            UnixListener(address, site, reactor=reactor)
+            if isinstance(address, str)
+            else Listener(*address, site, reactor=reactor)
+        )
+        self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.poster: Poster | None = None
+
+    def stopService(self) -> Deferred[None]:
+        drained = self.bridge.drain(self._drain_timeout)
+        stopping: Deferred[Any] = drained.addCallback(lambda _: MultiService.stopService(self))
+        if self.poster is not None:
+            poster = self.poster
+            stopping.addCallback(lambda _: poster.close())
+        return stopping.addCallback(lambda _: None)
+
+
+#: The share of ``shutdown.timeout`` the bridge's drain may take; its session then has
+#: :data:`BRIDGE_LEAVE_SHARE` to leave, so the whole stop stays within :func:`leave_timeout`.
+DRAIN_SHARE = 0.6
+BRIDGE_LEAVE_SHARE = 0.2
 
 
 class _Notify(Service):
@@ -157,6 +195,30 @@ class _Notify(Service):
     def stopService(self) -> None:
         super().stopService()  # type: ignore[no-untyped-call]
         self._notifier.stopping()
+
+
+def _bridge(
+    plan: Plan, b: BridgePlan, reactor: Any, logger: Any, metrics: Metrics | None
+) -> tuple[_BridgeService, ComponentPlan]:
+    """The bridge's service (its listener; its supervisor goes in it too) and component."""
+    bridge_metrics = None
+    if metrics is not None:
+        bridge_metrics = BridgeMetrics(
+            metrics.registry,
+            [s.label for s in b.config.subscriptions],
+            [p.uri for p in b.config.procedures],
+        )
+        metrics.add_live(*bridge_metrics.collectors)
+    poster = Poster(reactor, max_reply=b.config.max_body)
+    bridge = Bridge(
+        b.config, clock=reactor, post=poster, rand=plan.rand, logger=logger, metrics=bridge_metrics
+    )
+    service = _BridgeService(bridge, plan.shutdown_timeout * DRAIN_SHARE, reactor)
+    service.poster = poster
+    component = ComponentPlan(
+        name=BRIDGE_COMPONENT, make=bridge.make_session, urls=b.urls, wamp=b.wamp, policy=b.policy
+    )
+    return service, component
 
 
 class Tree(MultiService):
@@ -187,6 +249,8 @@ class Tree(MultiService):
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         names = [component.name for component in plan.components]
+        if plan.bridge is not None:
+            names.append(BRIDGE_COMPONENT)
         self.plan = plan
         self.hub = EventHub()
         self.health = Health(names)
@@ -220,14 +284,19 @@ class Tree(MultiService):
             )
             self.listener = Listener(host, port, site, reactor=reactor)
             self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
-        #: The sidecar bridge's listener, a child service (None without ``plan.bridge``).
+        #: The sidecar bridge (None without ``plan.bridge``), and its listener.
+        self.bridge: Bridge | None = None
         self.bridge_listener: Service | None = None
+        components = list(plan.components)
+        bridge_service = None
         if plan.bridge is not None:
-            self.bridge_listener = _bridge_listener(plan.bridge, reactor)
-            self.bridge_listener.setServiceParent(self)
+            bridge_service, bridge_component = _bridge(plan, plan.bridge, reactor, logger, metrics)
+            bridge_service.setServiceParent(self)  # type: ignore[no-untyped-call]
+            components.append(bridge_component)
+            self.bridge, self.bridge_listener = bridge_service.bridge, bridge_service.listener
         self.supervisors: dict[str, Supervisor] = {}
         # Components that reach the same router (URLs and realm) share what they know of it.
-        sharing = Counter((c.urls, c.wamp.realm) for c in plan.components)
+        sharing = Counter((c.urls, c.wamp.realm) for c in components)
         gates = {
             key: Gate(
                 reactor, plan.rand, plan.admission_rate, plan.admission_burst, plan.probe_interval
@@ -235,7 +304,8 @@ class Tree(MultiService):
             for key, n in sharing.items()
             if n > 1
         }
-        for component in plan.components:
+        for component in components:
+            bridged = bridge_service is not None and component.name == BRIDGE_COMPONENT
             connector = WampConnector(
                 reactor,
                 component.make,
@@ -252,10 +322,16 @@ class Tree(MultiService):
                 hub=self.hub,
                 rand=plan.rand,
                 connect_timeout=component.wamp.connect_timeout,
-                leave_timeout=leave_timeout(plan.shutdown_timeout),
+                leave_timeout=(
+                    max(0.1, plan.shutdown_timeout * BRIDGE_LEAVE_SHARE)
+                    if bridged
+                    else leave_timeout(plan.shutdown_timeout)
+                ),
                 gate=gates.get((component.urls, component.wamp.realm)),
             )
-            supervisor.setServiceParent(self)  # type: ignore[no-untyped-call]
+            # The bridge's session stops after its drain: a child of the bridge's service.
+            parent = bridge_service if bridged else self
+            supervisor.setServiceParent(parent)  # type: ignore[no-untyped-call]
             self.supervisors[component.name] = supervisor
         notifier = (
             None

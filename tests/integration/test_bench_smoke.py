@@ -1,10 +1,10 @@
 """The benchmark's smoke run, so ``make bench`` keeps working (issue 7).
 
 The full bench (``scripts/bench``, about 10 minutes) is not part of the suite. This runs
-``python -m bench --smoke`` -- all six figures with tiny counts (3 sessions instead of 100,
-one outage of 0.3 s, a 3 s cap for "not detected", shortened keepalive and backoff) against
-real Crossbar routers, in under 25 s -- and checks what it wrote, in a temporary folder,
-never the repository root.
+``python -m bench --smoke`` -- every figure with tiny counts (3 sessions instead of 100,
+one outage of 0.3 s, a 3 s cap for "not detected", shortened keepalive and backoff, one
+0.25 s sample per bridge route and client count) against real Crossbar routers, in under
+30 s -- and checks what it wrote, in a temporary folder, never the repository root.
 """
 
 from __future__ import annotations
@@ -50,6 +50,18 @@ EXPECTED = {
     "reactor_lag_p99_scraped_10_per_s": "lower",
     "fleet_50_all_back": "lower",
     "fleet_50_peak_per_100ms": "lower",
+    "bridge_publish_rps_1": "higher",
+    "bridge_publish_rps_32": "higher",
+    "bridge_publish_p50_ms_1": "lower",
+    "bridge_publish_p50_ms_32": "lower",
+    "bridge_publish_p99_ms_1": "lower",
+    "bridge_publish_p99_ms_32": "lower",
+    "bridge_call_rps_1": "higher",
+    "bridge_call_rps_32": "higher",
+    "bridge_call_p50_ms_1": "lower",
+    "bridge_call_p50_ms_32": "lower",
+    "bridge_call_p99_ms_1": "lower",
+    "bridge_call_p99_ms_32": "lower",
 }
 
 #: (low, high) bounds a sane smoke value lies in, by row-name prefix.
@@ -69,6 +81,9 @@ BOUNDS = {
     "reactor_lag_": (0.5, 5000.0),  # ms; the smallest bucket is 1 ms
     "fleet_50_all_back": (0.0, 60.0),  # seconds (simulated)
     "fleet_50_peak_per": (1.0, 50.0),  # attempts of 50 processes
+    "bridge_publish_rps": (1.0, 1e6),
+    "bridge_call_rps": (1.0, 1e6),
+    "bridge_": (0.001, 10_000.0),  # ms
 }
 
 
@@ -151,6 +166,14 @@ def test_bench_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     (plot,) = workdir.glob("lane-*/backoff-tradeoff.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "policies meet every target" in completed.stderr
+    # Figure 8: both bridges answered every route at every client count.
+    bridge_rows = [row for row in rows if row["name"].startswith("bridge_")]
+    assert len(bridge_rows) == 12
+    for row in bridge_rows:
+        assert row["baseline_name"] == "crossbar-bridge", row["name"]
+        for side in ("wampd", "baseline"):
+            assert isinstance(row[side], (int, float)) and row[side] > 0, (row["name"], side)
+    assert "the load generator alone" in completed.stderr
 
     # The bench counts every host's connection attempts the same way (reactor.connectTCP);
     # for wampd that count must equal wampd's own connect.attempt events.

@@ -18,7 +18,9 @@ from twisted.web.resource import getChildForRequest
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from wampd.bridge import RETRY_AFTER, Bridge, BridgeSettings
+from wampd.bridge import Bridge
+from wampd.config import BridgeConfig
+from wampd.routes import RETRY_AFTER
 
 
 class FakeSession:
@@ -50,12 +52,15 @@ def make(
         assert tmp_path is not None
         token_file = tmp_path / "token"
         token_file.write_text(token + "\n")
-    bridge = Bridge(
-        BridgeSettings(
-            ("127.0.0.1", 0), None if token_file is None else str(token_file), **settings
-        )
+    clock = Clock()
+    config = BridgeConfig(
+        listen="127.0.0.1:0", token_file=None if token_file is None else str(token_file), **settings
     )
-    return bridge, Clock()
+    return Bridge(config, clock=clock, post=no_post), clock
+
+
+def no_post(url: str, body: bytes, timeout: float) -> Deferred[Any]:
+    raise AssertionError(f"nothing should be POSTed to the app here ({url})")
 
 
 def request(
@@ -77,7 +82,7 @@ def request(
         req.requestHeaders.setRawHeaders(name, [value])
     data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
     req.content = io.BytesIO(data)  # type: ignore[attr-defined]
-    site = bridge.site(clock)
+    site = bridge.site()
     resource = getChildForRequest(site.resource, req)
     result = resource.render(req)
     if result != NOT_DONE_YET:

@@ -1,0 +1,456 @@
+"""The bridge's HTTP routes, served by ``twisted.web`` on the daemon's reactor.
+
+``POST /v1/publish``  ``{"topic", "args", "kwargs", "options"}``: 200 ``{"id": N}`` once
+                      the router has acknowledged the publication.
+``POST /v1/call``     ``{"procedure", "args", "kwargs", "options"}``: 200 ``{"args",
+                      "kwargs"}`` with the result.
+``GET /v1/ready``     200 once the bridge session is joined with its subscriptions and
+                      registrations in place, else 503 (no token needed: a probe learns
+                      nothing from it).
+``POST /publish``,    Crossbar's HTTP bridge publisher and caller, answered as Crossbar
+``POST /call``        does (:mod:`wampd.crossbar`), for the clients written for it.
+
+Every answer is JSON; every error names the problem as ``{"error": ..., "args": [...],
+"kwargs": {...}}``:
+
+=====  =============================================================================
+400    the body is not JSON, not an object, lacks the URI, has a wrong type, an unknown
+       option, or the router says the URI is invalid (``wamp.error.invalid_uri``)
+401    ``token_file`` is set and the request lacks ``Authorization: Bearer <token>``
+403    the router refuses (``wamp.error.not_authorized``)
+404    no such route; ``/v1/call``: no callee (``wamp.error.no_such_procedure``)
+405    a method other than POST (GET for ``/v1/ready``)
+413    the body is larger than ``max_body`` (refused from its Content-Length, unread)
+502    the callee raised an application error (its URI, args and kwargs)
+500    anything else that went wrong inside wampd (its type and message)
+503    the bridge session is not joined, was lost during the request, or the bridge is
+       stopping (``Retry-After``)
+504    no answer within ``call_timeout``: a call's result (the call is cancelled), or a
+       publication's acknowledgement
+=====  =============================================================================
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from autobahn.wamp.exception import ApplicationError, InvalidUriError, TransportLost
+from autobahn.wamp.types import CallOptions, CallResult, PublishOptions
+from twisted.internet.defer import Deferred, TimeoutError, maybeDeferred
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from .http import QuietSite
+from .metrics import BRIDGE_ROUTES
+
+if TYPE_CHECKING:
+    from .bridge import Bridge
+
+__all__ = ["RETRY_AFTER", "Api", "Refused", "Token", "make_site"]
+
+_R = TypeVar("_R")
+
+#: Seconds an app is told to wait (``Retry-After``) while the bridge session is not joined.
+RETRY_AFTER = 1
+
+#: Router errors that have a status of their own.
+_STATUS = {
+    ApplicationError.NOT_AUTHORIZED: 403,
+    ApplicationError.NO_SUCH_PROCEDURE: 404,
+    ApplicationError.INVALID_URI: 400,
+    ApplicationError.INVALID_ARGUMENT: 400,
+}
+
+#: The status counted for a request whose client went away before its answer.
+CLIENT_GONE = 499
+
+
+class Refused(Exception):
+    """A request answered with an error: its status, and the body's error, args and kwargs."""
+
+    def __init__(
+        self, status: int, error: str, *args: Any, kwargs: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(error)
+        self.status, self.error, self.details = status, error, list(args)
+        self.kwargs = kwargs or {}
+
+
+class Token:
+    """A secret in a file (the bearer token, the signing secret), read again whenever the
+    file changes (a rotated Kubernetes secret)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._token = b""
+
+    def value(self) -> bytes:
+        """The file's text, stripped; while it cannot be read (a secret being swapped),
+        the last one read; empty (which matches nothing) if none ever was."""
+        try:
+            st = os.stat(self._path)
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if seen != self._seen:
+                with open(self._path, "rb") as f:
+                    self._token = f.read().strip()
+                self._seen = seen
+        except OSError:
+            pass
+        return self._token
+
+
+def make_site(bridge: Bridge, more: Callable[[Api], dict[bytes, IResource]]) -> Site:
+    """The bridge's routes, and ``more`` of them below the root (given what they share)."""
+    token = None if bridge.config.token_file is None else Token(bridge.config.token_file)
+    api = Api(bridge, token)
+    root, v1 = _Folder(api, "other"), _Folder(api, "other")
+    root.putChild(b"v1", cast(IResource, v1))
+    v1.putChild(b"publish", cast(IResource, _Route(api, "/v1/publish", api.publish)))
+    v1.putChild(b"call", cast(IResource, _Route(api, "/v1/call", api.call)))
+    v1.putChild(b"ready", cast(IResource, _Ready(api)))
+    for name, resource in more(api).items():
+        root.putChild(name, resource)
+    return _BridgeSite(root, api)
+
+
+class _BridgeSite(QuietSite):
+    """The routes' site: requests of the kind that refuse large bodies early."""
+
+    def __init__(self, root: Resource, api: Api) -> None:
+        super().__init__(root, reactor=api.bridge.clock)  # type: ignore[no-untyped-call]
+        self.displayTracebacks = False
+        self.requestFactory = _Request
+        self.api = api
+        self.max_body = api.bridge.config.max_body
+
+    def too_large(self, target: bytes, size: int) -> tuple[bytes, bytes]:
+        """Count a body to ``target`` refused for its ``size``; the answer's content type
+        and body."""
+        path = target.split(b"?", 1)[0].decode("utf-8", "replace")
+        route = path if path in BRIDGE_ROUTES else "other"
+        self.api.count(route, 413, self.api.bridge.clock.seconds())
+        if route in ("/publish", "/call"):  # as Crossbar words it
+            message = f"Request too long. ({size} is longer than accepted {self.max_body})"
+            body = json.dumps({"error": message, "args": [], "kwargs": {}}, separators=(",", ":"))
+            return b"application/json; charset=UTF-8", body.encode()
+        error = {
+            "error": "wampd.error.body_too_large",
+            "args": [f"body over {self.max_body} bytes"],
+            "kwargs": {},
+        }
+        return b"application/json; charset=utf-8", json.dumps(error).encode() + b"\n"
+
+
+class _Request(Request):
+    """Refuses a body over ``max_body`` as soon as its Content-Length (or, chunked, its
+    size so far) says so: a 413 and the connection closed, the body never buffered."""
+
+    refused_large = False
+
+    def gotLength(self, length: int | None) -> None:
+        self._received = 0
+        # In memory (never more than max_body of it), not Twisted's temporary file for a
+        # body of unknown or large length.
+        self.content = io.BytesIO()
+        if length is not None and length > self._site().max_body:
+            self._refuse_large(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused_large:
+            return
+        self._received += len(data)
+        if self._received > self._site().max_body:
+            self._refuse_large(self._received)
+            return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def _site(self) -> _BridgeSite:
+        return cast(_BridgeSite, cast(Any, self.channel).site)
+
+    def _refuse_large(self, size: int) -> None:
+        self.refused_large = True
+        # The request line's target: the request itself has no URI before its body is in.
+        target = getattr(self.channel, "_path", None) or b""
+        content_type, body = self._site().too_large(target, size)
+        head = (
+            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: %s\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (content_type, len(body))
+        )
+        transport: Any = cast(Any, self.channel).transport
+        transport.write(head + body)
+        transport.loseConnection()
+
+
+class Api:
+    """What the routes share: the bridge, the token, the answers."""
+
+    def __init__(self, bridge: Bridge, token: Token | None) -> None:
+        self.bridge = bridge
+        self.token = token
+
+    def now(self) -> float:
+        """The reactor's time: the wall clock's (a Clock's, in tests)."""
+        return self.bridge.clock.seconds()
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def authorized(self, request: Request) -> bool:
+        """Whether ``request`` carries the token (always, when there is none)."""
+        if self.token is None:
+            return True
+        expected = self.token.value()
+        given = request.getHeader(b"authorization") or b""
+        scheme, _, token = given.partition(b" ")
+        return (
+            bool(expected)
+            and scheme.lower() == b"bearer"
+            and hmac.compare_digest(token.strip(), expected)
+        )
+
+    def joined(self) -> Any:
+        bridge = self.bridge
+        if bridge.draining:
+            raise Refused(503, "wampd.error.shutting_down", "the bridge is stopping")
+        if bridge.session is None:
+            raise Refused(503, "wampd.error.not_joined", "the bridge session is not joined yet")
+        return bridge.session
+
+    def body(self, request: Request) -> bytes:
+        """The request's body, within ``max_body``."""
+        limit = self.bridge.config.max_body
+        assert request.content is not None
+        raw: bytes = request.content.read(limit + 1)
+        if len(raw) > limit:
+            raise Refused(413, "wampd.error.body_too_large", f"body over {limit} bytes")
+        return raw
+
+    # -- the WAMP actions ---------------------------------------------------------------------
+
+    def publish(self, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        topic = _uri(body, "topic")
+        args, kwargs, options = _payload(body)
+        try:
+            publish_options = PublishOptions(**{**options, "acknowledge": True})
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise Refused(400, "wamp.error.invalid_argument", f"bad options: {exc}") from None
+        d: Deferred[Any] = self.joined().publish(topic, *args, options=publish_options, **kwargs)
+        return d.addCallback(lambda publication: {"id": publication.id})
+
+    def call(self, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        procedure = _uri(body, "procedure")
+        args, kwargs, options = _payload(body)
+        try:
+            call_options = CallOptions(**options)
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise Refused(400, "wamp.error.invalid_argument", f"bad options: {exc}") from None
+        d: Deferred[Any] = self.joined().call(procedure, *args, options=call_options, **kwargs)
+        return d.addCallback(_result)
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def answer(
+        self, request: Request, route: str, status: int, body: dict[str, Any], started: float
+    ) -> bytes:
+        """Set the status and headers, count the request; the JSON body's bytes."""
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        if status == 503:
+            request.setHeader(b"retry-after", str(RETRY_AFTER).encode())
+        self.count(route, status, started)
+        return json.dumps(body, default=str).encode() + b"\n"
+
+    def error(self, request: Request, route: str, refused: Refused, started: float) -> bytes:
+        body = {"error": refused.error, "args": refused.details, "kwargs": refused.kwargs}
+        return self.answer(request, route, refused.status, body, started)
+
+    def count(self, route: str, status: int, started: float) -> None:
+        metrics = self.bridge.metrics
+        if metrics is not None:
+            metrics.requests.labels(route, str(status)).inc()
+            seconds = self.bridge.clock.seconds() - started
+            metrics.request_duration.labels(route).observe(seconds)
+
+    def run(
+        self,
+        request: Request,
+        handle: Callable[[dict[str, Any]], Deferred[_R]],
+        body: dict[str, Any],
+        *,
+        ok: Callable[[_R], bytes],
+        failed: Callable[[Refused], bytes],
+    ) -> int:
+        """Run ``handle`` for ``request`` within ``call_timeout``; write ``ok``'s or
+        ``failed``'s answer -- unless the app went away, which cancels the call."""
+        bridge = self.bridge
+        bridge.request_began()
+        d = maybeDeferred(handle, body)  # autobahn checks a URI before sending: raises
+        timeout = bridge.config.call_timeout
+        d.addTimeout(timeout, bridge.clock)  # type: ignore[arg-type]
+        gone: list[Failure] = []
+
+        def went_away(failure: Failure) -> None:
+            gone.append(failure)
+            d.cancel()
+
+        request.notifyFinish().addErrback(went_away)
+
+        def write(answer: Callable[[], bytes]) -> None:
+            if not gone:
+                request.write(answer())
+                request.finish()
+
+        d.addCallbacks(
+            lambda result: write(lambda: ok(result)),
+            lambda failure: write(lambda: failed(refusal(failure, timeout))),
+        )
+        d.addBoth(lambda _: bridge.request_ended())
+        return NOT_DONE_YET
+
+
+def _uri(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise Refused(400, "wamp.error.invalid_argument", f"{key!r} must be a non-empty string")
+    return value
+
+
+def _payload(body: dict[str, Any]) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    args, kwargs, options = body.get("args", []), body.get("kwargs", {}), body.get("options", {})
+    args = [] if args is None else args
+    kwargs = {} if kwargs is None else kwargs
+    options = {} if options is None else options
+    if not isinstance(args, list):
+        raise Refused(400, "wamp.error.invalid_argument", "'args' must be an array")
+    for name, value in (("kwargs", kwargs), ("options", options)):
+        if not isinstance(value, dict):
+            raise Refused(400, "wamp.error.invalid_argument", f"{name!r} must be an object")
+    if "options" in kwargs:  # autobahn's publish() and call() take it as their own
+        raise Refused(
+            400, "wamp.error.invalid_argument", "a keyword argument may not be named 'options'"
+        )
+    return args, kwargs, options
+
+
+def _result(result: object) -> dict[str, Any]:
+    if isinstance(result, CallResult):
+        return {"args": list(result.results), "kwargs": dict(result.kwresults)}
+    return {"args": [] if result is None else [result], "kwargs": {}}
+
+
+def refusal(failure: Failure, timeout: float) -> Refused:
+    """How a failed publish or call is answered."""
+    exc = failure.value
+    if isinstance(exc, Refused):
+        return exc
+    if isinstance(exc, InvalidUriError):
+        return Refused(400, ApplicationError.INVALID_URI, str(exc))
+    if isinstance(exc, TimeoutError):
+        return Refused(504, "wamp.error.timeout", f"no answer within {timeout:g} s")
+    if isinstance(exc, ApplicationError):
+        return Refused(
+            _STATUS.get(exc.error, 502), exc.error, *exc.args, kwargs=dict(exc.kwargs or {})
+        )
+    if isinstance(exc, TransportLost):
+        return Refused(503, "wampd.error.not_joined", f"the bridge session was lost: {exc}")
+    return Refused(500, "wampd.error.internal", f"{type(exc).__name__}: {exc}")
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused(400, "wampd.error.invalid_json", f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "wamp.error.invalid_argument", "body must be a JSON object")
+    return body
+
+
+class _Folder(Resource):
+    """Its children by name; anything else below it, and itself, is a JSON 404."""
+
+    def __init__(self, api: Api, route: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._api = api
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return cast(IResource, _Missing(self._api))
+
+    def render(self, request: Request) -> bytes:
+        return _Missing(self._api).render(request)
+
+
+class _Missing(Resource):
+    isLeaf = True
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._api = api
+
+    def render(self, request: Request) -> bytes:
+        started = self._api.bridge.clock.seconds()
+        route = request.path.decode("utf-8", "replace")
+        refused = Refused(404, "wampd.error.no_such_route", f"no route {route[:200]}")
+        return self._api.error(request, "other", refused, started)
+
+
+class _Ready(Resource):
+    isLeaf = True
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._api = api
+
+    def render(self, request: Request) -> bytes:
+        api, started = self._api, self._api.bridge.clock.seconds()
+        if request.method not in (b"GET", b"HEAD"):
+            refused = Refused(405, "wampd.error.method_not_allowed", "use GET")
+            return api.error(request, "/v1/ready", refused, started)
+        bridge = api.bridge
+        if bridge.ready:
+            return api.answer(request, "/v1/ready", 200, {"ready": True}, started)
+        why = "the bridge is stopping" if bridge.draining else "the bridge session is not joined"
+        return api.answer(request, "/v1/ready", 503, {"ready": False, "error": why}, started)
+
+
+class _Route(Resource):
+    """One native POST route: the JSON body in, ``handle``'s answer (or error) out."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        api: Api,
+        route: str,
+        handle: Callable[[dict[str, Any]], Deferred[dict[str, Any]]],
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._api, self._route, self._handle = api, route, handle
+
+    def render(self, request: Request) -> bytes | int:
+        api, route, started = self._api, self._route, self._api.bridge.clock.seconds()
+        if getattr(request, "refused_large", False):
+            return NOT_DONE_YET  # answered already, and the connection closed
+        try:
+            if request.method != b"POST":
+                raise Refused(405, "wampd.error.method_not_allowed", "use POST")
+            if not api.authorized(request):
+                raise Refused(401, "wampd.error.unauthorized", "missing or wrong bearer token")
+            body = json_object(api.body(request))
+        except Refused as refused:
+            return api.error(request, route, refused, started)
+        return api.run(
+            request,
+            self._handle,
+            body,
+            ok=lambda result: api.answer(request, route, 200, result, started),
+            failed=lambda refused: api.error(request, route, refused, started),
+        )
