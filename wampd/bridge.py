@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig, EventDetails, RegisterOptions, SubscribeOptions
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred, succeed
 from twisted.python.failure import Failure
@@ -184,9 +185,14 @@ class Bridge:
     # -- stopping ---------------------------------------------------------------------------
 
     def drain(self, timeout: float) -> Deferred[None]:
-        """Refuse new requests (503), unregister and unsubscribe, and wait up to
-        ``timeout`` seconds for what is in flight; what is not done by then is abandoned
-        (each delivery logged and counted). Never fails."""
+        """Refuse new requests (503), and wait up to ``timeout`` seconds for what is in
+        flight; what is not done by then is abandoned (each delivery logged and counted).
+        Never fails.
+
+        The order matters: subscriptions go first (no new events; those queued are still
+        delivered); new invocations get ``wamp.error.unavailable`` while those in flight
+        finish; only then do the registrations go -- a router answers an invocation whose
+        registration went away with an error to its caller, not with the result."""
         started = self.clock.seconds()
         self.draining = True
         pending = {
@@ -196,15 +202,15 @@ class Bridge:
         }
         self._say("info", "bridge.draining", timeout=timeout, **pending)
         held, self._held = self._held, []
-        releases = [_release(h) for h in held]
-        done: Deferred[Any] = DeferredList(releases, consumeErrors=True)
+        subscriptions = [h for h in held if hasattr(h, "unsubscribe")]
+        registrations = [h for h in held if not hasattr(h, "unsubscribe")]
+        for callback in self.callbacks:
+            callback.close()
+        done: Deferred[Any] = DeferredList([_release(h) for h in subscriptions], consumeErrors=True)
 
-        def closed(_: object) -> Deferred[Any]:
-            # Nothing new comes in now: the router sends no more events or invocations.
+        def in_flight(_: object) -> Deferred[Any]:
             for deliveries in self.deliveries.values():
                 deliveries.close()
-            for callback in self.callbacks:
-                callback.close()
             waits = [
                 self._no_requests(),
                 *(c.idle() for c in self.callbacks),
@@ -212,7 +218,10 @@ class Bridge:
             ]
             return DeferredList(waits)
 
-        done.addCallback(closed)
+        def unregister(_: object) -> Deferred[Any]:
+            return DeferredList([_release(h) for h in registrations], consumeErrors=True)
+
+        done.addCallback(in_flight).addCallback(unregister)
         done.addTimeout(timeout, self.clock)  # type: ignore[arg-type]
 
         def finished(result: object) -> None:
@@ -293,3 +302,9 @@ class _BridgeSession(ApplicationSession):
     def onLeave(self, details: Any) -> None:
         self._bridge._left(self)
         super().onLeave(details)
+
+    def onUserError(self, fail: Failure, msg: str) -> None:
+        """An app's error answer is the caller's (and noted as ``bridge.invocation``), not
+        a fault of the bridge's to warn about."""
+        if not isinstance(fail.value, ApplicationError):
+            super().onUserError(fail, msg)

@@ -7,6 +7,7 @@ exhausted, 78 fatal router rejection (see :mod:`wampd.errors`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -217,6 +218,19 @@ def _search_path(path: str | os.PathLike[str] | None) -> list[str]:
     return folders
 
 
+def _raise_open_files_limit(most: int = 65536) -> None:
+    """The soft limit on open files up to the hard one (at most ``most``): the bridge's
+    connections from the app, its webhooks' and callbacks' to it, are each a descriptor,
+    and a 1,024 soft limit is soon reached under load."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = most if hard == resource.RLIM_INFINITY else min(hard, most)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str]) -> int:
     """``wampd run``: the daemon's service tree under :func:`twisted.internet.task.react`,
     with wampd's own signal handlers and sd_notify; returns the exit status."""
@@ -230,6 +244,7 @@ def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str
 
     # Only the documented series: no *_created samples next to counters and histograms.
     disable_created_metrics()
+    _raise_open_files_limit()
     logger, output = log_to_stdout(config.log.level, config.log.format, secrets(config))
 
     def main(reactor: Any) -> Deferred[None]:

@@ -28,7 +28,7 @@ from twisted.web.server import Request, Site
 from ._version import __version__
 from .health import Health
 
-__all__ = ["Exposition", "QuietSite", "make_site", "render_registry"]
+__all__ = ["Exposition", "QuietChannel", "QuietSite", "make_site", "render_registry"]
 
 
 _ALLOWED = (b"GET", b"HEAD")
@@ -105,7 +105,7 @@ def _index(request: Request) -> bytes:
     return _INDEX
 
 
-class _Channel(HTTPChannel):
+class QuietChannel(HTTPChannel):
     """HTTP/1.1 that answers a too-long request or header line, instead of hanging up."""
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -119,7 +119,7 @@ class _Channel(HTTPChannel):
 class QuietSite(Site):
     """A Site that does not write an access log line per request, nor "Starting factory"."""
 
-    protocol = _Channel  # type: ignore[assignment]
+    protocol = QuietChannel  # type: ignore[assignment]
     noisy = False
 
     def log(self, request: Any) -> None:

@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from autobahn.wamp.exception import ApplicationError, InvalidUriError, TransportLost
 from autobahn.wamp.types import CallOptions, CallResult, PublishOptions
 from twisted.internet.defer import Deferred, TimeoutError, maybeDeferred
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from .http import QuietSite
+from .http import QuietChannel, QuietSite
 from .metrics import BRIDGE_ROUTES
 
 if TYPE_CHECKING:
@@ -120,11 +121,67 @@ def make_site(bridge: Bridge, more: Callable[[Api], dict[bytes, IResource]]) -> 
     return _BridgeSite(root, api)
 
 
+#: Seconds a client has for a request's line and headers, from its first byte (a client
+#: trickling them in -- slowloris -- is answered 408 and dropped); and for silence on an
+#: idle connection (kept-alive, or a body stalled half-way).
+HEADER_TIMEOUT = 10.0
+IDLE_TIMEOUT = 60.0
+
+
+class _BridgeChannel(QuietChannel):
+    """HTTP/1.1 with a deadline for each request's headers."""
+
+    _phase = "idle"  # idle -> headers -> body -> handling -> idle
+    _deadline: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._phase == "idle" and data.strip():
+            self._phase = "headers"
+            self._deadline = self.callLater(HEADER_TIMEOUT, self._too_slow)  # type: ignore[no-untyped-call]
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def allHeadersReceived(self) -> None:
+        self._phase = "body"
+        self._disarm()
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+
+    def allContentReceived(self) -> None:
+        self._phase = "handling"
+        super().allContentReceived()  # type: ignore[no-untyped-call]
+
+    def requestDone(self, request: Request) -> None:
+        self._phase = "idle"
+        super().requestDone(request)  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def _disarm(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self._phase != "headers":
+            return
+        cast(Any, self.transport).write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        self.loseConnection()  # type: ignore[no-untyped-call]
+
+
 class _BridgeSite(QuietSite):
-    """The routes' site: requests of the kind that refuse large bodies early."""
+    """The routes' site: requests of the kind that refuse large bodies early, a deadline
+    for headers, an idle timeout."""
+
+    protocol = _BridgeChannel
 
     def __init__(self, root: Resource, api: Api) -> None:
-        super().__init__(root, reactor=api.bridge.clock)  # type: ignore[no-untyped-call]
+        super().__init__(  # type: ignore[no-untyped-call]
+            root, reactor=api.bridge.clock, timeout=IDLE_TIMEOUT
+        )
         self.displayTracebacks = False
         self.requestFactory = _Request
         self.api = api

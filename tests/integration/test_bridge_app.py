@@ -5,7 +5,9 @@ server (harness.http_app); the publisher and the caller are plain autobahn clien
 
 from __future__ import annotations
 
+import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from harness.crossbar import CrossbarRouter
@@ -15,7 +17,7 @@ from harness.ports import free_port
 from harness.procs import harness_env, python_module
 from harness.wamp_call import call, call_error, call_result
 
-from .test_bridge import post, ready
+from .test_bridge import RECORDER, post, ready
 from .test_observability import sample, scrape
 from .wampd_proc import Launch, WampdProcess
 
@@ -258,4 +260,60 @@ def test_subscriptions_and_registrations_come_back_with_the_router(
     poll(lambda: app.requests("/hooks/e") or None, 15, describe=daemon.describe)
     assert app.requests("/hooks/e")[0].json()["publication"] == publication
     assert len(daemon.events("bridge.ready")) == 2
+    app.stop()
+
+
+def refused_publish(port: int) -> tuple[int, Any, Any] | None:
+    answer = post(port, "/v1/publish", {"topic": "com.example.t"})
+    return answer if answer[0] == 503 else None
+
+
+def test_sigterm_drains_the_bridge(crossbar: CrossbarRouter, launch: Launch) -> None:
+    """SIGTERM with a call, an invocation and a delivery in flight: each completes, new
+    requests get 503 from the moment the drain begins, the session leaves with GOODBYE."""
+    callee = launch(crossbar.url(), components=[{**RECORDER, "extra": {"slow": 2.0}}])
+    callee.wait_for("session.joined", component="recorder")
+    app = AppServer(
+        {
+            "/rpc/slow": Answer(200, {"args": ["served"]}, delay=1.5),
+            "/hooks/e": Answer(204, delay=1.5),
+        }
+    ).start()
+    port = free_port()
+    daemon = launch(
+        crossbar.url(),
+        components=[],
+        shutdown=6.0,
+        log_level="debug",
+        bridge={
+            "listen": f"127.0.0.1:{port}",
+            "subscription": [{"topic": "com.example.e", "url": app.url("/hooks/e")}],
+            "procedure": [{"uri": "com.example.served", "url": app.url("/rpc/slow")}],
+        },
+    )
+    poll(lambda: ready(port) == 200 or None, 30, describe=daemon.describe)
+
+    with ThreadPoolExecutor(4) as pool:
+        in_flight = pool.submit(post, port, "/v1/call", {"procedure": "com.example.bridge.slow"})
+        invocation = pool.submit(call, crossbar.url(), REALM, "com.example.served")
+        publish(crossbar, "com.example.e", "last")
+        poll(
+            lambda: (app.requests("/rpc/slow") and app.requests("/hooks/e")) or None,
+            15,
+            describe=daemon.describe,
+        )
+        daemon.proc.signal(signal.SIGTERM)
+        refused: tuple[int, Any, Any] = poll(
+            lambda: refused_publish(port), 5, describe=daemon.describe
+        )
+        _, body, headers = refused
+        assert body["error"] == "wampd.error.shutting_down" and headers["Retry-After"] == "1"
+        assert in_flight.result(timeout=15)[:2] == (200, {"args": ["late"], "kwargs": {}})
+        assert call_result(invocation.result(timeout=15)) == "served"
+    assert daemon.wait(15) == 0
+    (drained,) = daemon.events("bridge.drained")
+    assert drained["seconds"] < 3.6
+    assert daemon.events("bridge.delivered") and not daemon.events("bridge.delivery_abandoned")
+    (left,) = daemon.events("session.left", component="bridge")
+    assert left["reason"] == "wamp.close.normal", left
     app.stop()
