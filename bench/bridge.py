@@ -1,10 +1,13 @@
 """Figure 8: the sidecar bridge -- wampd's ``/v1/publish`` and ``/v1/call`` against
-Crossbar's own HTTP bridge (``/publish``, ``/call``) on the same router.
+Crossbar's own HTTP bridge (``/publish``, ``/call``) on the same router, and wampd's
+webhook delivery (``[[bridge.subscription]]``) against Crossbar's ``MessageForwarder``.
 
 ::
 
     python -m bench.bridge load --commands FILE   # the HTTP load generator (asyncio)
     python -m bench.bridge trivial --port PORT    # a trivial HTTP server, to calibrate it
+    python -m bench.bridge receiver --port PORT   # the webhook receiver (asyncio)
+    python -m bench.bridge publish --url URL --realm R --commands FILE   # the publisher
 
 The bench starts, next to the lab's router: wampd with ``[bridge] listen`` and no
 components (:meth:`Rig.start`), one plain autobahn callee (an ``ApplicationRunner``
@@ -40,9 +43,44 @@ Each round runs every route at every client count on both sides, the sides alter
 (wampd first in even rounds, Crossbar first in odd ones); the rows are medians across the
 rounds of each sample's rate, p50 and p99.
 
-Webhook delivery (wampd's ``[[bridge.subscription]]`` against Crossbar's webhook
-forwarding) belongs here too: it will get a receiver process and rows of its own after
-the request rows in :func:`bridge`, on the same :class:`Rig`.
+**Webhook delivery** (the ``bridge_webhook_eps_inflight_*`` rows, after the request
+rows, on the same :class:`Rig`): events/s from a WAMP topic to an HTTP endpoint. wampd has
+two ``[[bridge.subscription]]`` tables (``max_inflight`` 1 and 16, ``max_queued`` 100,000
+so nothing is dropped); every lab's router runs Crossbar's
+``crossbar.bridge.rest.MessageForwarder`` as a router component (:func:`bench.procs.forwarder`,
+no ``expectedcode``). Each of the three subscribes to a topic of its own and POSTs to a path
+of its own on one **receiver** (``receiver``: raw asyncio HTTP/1.1, keep-alive, answers
+every POST ``200`` with ``Content-Length: 0``, counts the POSTs and the distinct event
+numbers per path with the times of the first and the last; ``GET /_stats`` and ``POST
+/_reset`` read and reset that). It listens on a port the lab holds reserved from the start
+(:func:`bench.procs.reserve_port`), since the forwarder's URL is in the router's
+configuration, and it is up before any event is published: the forwarder stops for good at
+its first refused connection. The **publisher** (``publish``: a plain autobahn
+``ApplicationRunner`` running :class:`bench.components.WebhookPublisher`) publishes
+``webhook_events`` events ``[i, PAYLOAD]`` to one side's topic as fast as it can,
+acknowledging every 100th. A sample is that burst, timed at the receiver from the first
+event's arrival to the last one's; it waits until every event number arrived, and an
+event missing for ``webhook_stall`` seconds is lost (the progress line and the row say so;
+POSTs of an event delivered twice are shown too). Each round sends one burst per side, in
+alternating order (wampd x1, wampd x16, Crossbar; then the reverse); the rows are medians,
+the two of them compared with the same Crossbar samples.
+
+The receiver is not the limit: each round's progress line shows its highest CPU share
+(at most 10 % of a core), and after the rounds the load generator drives it at 1 and 16
+keep-alive connections (10,000-12,000 requests/s on this shared 2-core machine, ~9x the
+fastest delivery, and the load generator's own limit at least as much as the receiver's).
+
+What the rounds showed (2,000-event bursts, a shared 2-core machine): wampd 1,000-1,450
+events/s at either ``max_inflight``, Crossbar 360-570. Crossbar's forwarder starts every
+event's POST at once (autobahn does not wait for the handler) through treq's pool, which
+keeps only two idle connections per host: about 98 % of the events open a TCP connection
+of their own (the line shows how many), and the router worker -- routing the publisher's
+events too -- runs at 70-90 % of a core, ~1.8 ms of CPU an event, publishing no faster than
+it forwards. Its rate also falls with the burst size (some 1,000 events/s for 200-event
+bursts, as in the smoke run, against ~500 for 2,000). wampd spends ~0.55 ms of CPU an event
+(decoding the event, the JSON body, treq's request over a kept-alive connection) at 60-70 %
+of a core, the rest of the machine busy with the router, the publisher and other work: CPU,
+not the round trip, is its limit, so 16 deliveries in flight gain little over 1 here.
 """
 
 from __future__ import annotations
@@ -55,14 +93,23 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.poll import poll
 from harness.ports import HOST, free_port
-from harness.procs import REPO_ROOT, Proc, harness_env
+from harness.procs import REPO_ROOT, Proc, descendants, harness_env
 
-from .procs import BenchError, ClientProc, Host, Lab
+from .procs import (
+    CROSSBAR_HOOK_PATH,
+    CROSSBAR_HOOK_TOPIC,
+    REALM,
+    BenchError,
+    ClientProc,
+    Host,
+    Lab,
+    cpu_seconds,
+)
 from .report import Better, Row
 
 if TYPE_CHECKING:
@@ -73,6 +120,12 @@ BASELINE = "crossbar-bridge"
 SIDES = ("wampd", "crossbar")
 ROUTES = ("publish", "call")
 COMMAND_POLL = 0.01
+#: wampd's webhook subscriptions measured: their ``max_inflight``.
+INFLIGHTS = (1, 16)
+#: Seconds between two looks at the receiver's counts while a burst is delivered.
+HOOK_POLL = 0.02
+#: Seconds between priming the subscriptions and the first burst.
+PRIME_SETTLE = 0.5
 #: Seconds a sample may overrun before its stuck requests count as errors.
 GRACE = 10.0
 
@@ -329,19 +382,177 @@ async def serve_trivial(port: int) -> None:
         await server.serve_forever()
 
 
+# -- the webhook receiver (a subprocess) -------------------------------------------------------
+
+#: What the receiver answers every webhook POST.
+HOOK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+@dataclass
+class _PathTally:
+    """What one path of the receiver got since the last reset."""
+
+    count: int = 0
+    first: float = 0.0
+    last: float = 0.0
+    seqs: set[int] = field(default_factory=set)
+
+
+class _Tally:
+    """The receiver's counters, shared by its connections."""
+
+    def __init__(self) -> None:
+        """Nothing received yet."""
+        self.paths: dict[str, _PathTally] = {}
+        self.open = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every count (not the connections still open)."""
+        self.paths.clear()
+        self.accepted = 0
+        self.open_max = self.open
+
+    def hook(self, path: str, body: bytes) -> None:
+        """Count one POST to ``path``; keep the event's number (``args[0]``) if it has one."""
+        now = time.monotonic()
+        tally = self.paths.get(path)
+        if tally is None:
+            tally = self.paths[path] = _PathTally(first=now)
+        tally.count += 1
+        tally.last = now
+        try:
+            seq = json.loads(body)["args"][0]
+        except (ValueError, LookupError, TypeError):
+            return
+        if isinstance(seq, int):
+            tally.seqs.add(seq)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, the receiver's clock and its CPU time, as JSON."""
+        paths = {
+            path: {"count": t.count, "distinct": len(t.seqs), "first": t.first, "last": t.last}
+            for path, t in self.paths.items()
+        }
+        return {
+            "paths": paths,
+            "accepted": self.accepted,
+            "open_max": self.open_max,
+            "now": time.monotonic(),
+            "cpu": time.process_time(),
+        }
+
+
+class _Hooks(asyncio.Protocol):
+    """One connection to the receiver: keep-alive HTTP/1.1 requests with ``Content-Length``
+    or chunked bodies (or none), pipelined or not; each webhook POST is counted and answered
+    :data:`HOOK_ANSWER`. ``GET /_stats`` answers :meth:`_Tally.stats`, ``POST /_reset``
+    resets it first."""
+
+    def __init__(self, tally: _Tally) -> None:
+        """A connection counting into ``tally``."""
+        self.tally = tally
+        self.transport: asyncio.Transport | None = None
+        self._buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport; count the connection."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.tally.accepted += 1
+        self.tally.open += 1
+        self.tally.open_max = max(self.tally.open_max, self.tally.open)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Count the connection out."""
+        self.tally.open -= 1
+
+    def data_received(self, data: bytes) -> None:
+        """Answer each complete request in the buffer."""
+        assert self.transport is not None
+        self._buf += data
+        while (end := self._buf.find(b"\r\n\r\n")) >= 0:
+            head = self._buf[:end]
+            lower = head.lower()
+            at = lower.find(b"\r\ncontent-length:")
+            if b"\r\ntransfer-encoding: chunked" in lower:
+                chunked = _dechunk(self._buf, end + 4)
+                if chunked is None:
+                    return
+                body, used = chunked
+            else:
+                length = int(head[at + 17 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
+                if len(self._buf) < end + 4 + length:
+                    return
+                body, used = self._buf[end + 4 : end + 4 + length], end + 4 + length
+            self._buf = self._buf[used:]
+            method, path = head.split(b" ", 2)[:2]
+            if path.startswith(b"/_"):
+                self._control(method, path)
+                continue
+            self.tally.hook(path.decode("latin-1"), body)
+            self.transport.write(HOOK_ANSWER)
+
+    def _control(self, method: bytes, path: bytes) -> None:
+        """Answer ``/_stats`` or ``/_reset`` (404 for anything else)."""
+        assert self.transport is not None
+        if path == b"/_reset" and method == b"POST":
+            self.tally.reset()
+        elif path != b"/_stats":
+            self.transport.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            return
+        body = json.dumps(self.tally.stats()).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        self.transport.write(head.encode() + b"\r\n\r\n" + body)
+
+
+async def serve_hooks(port: int) -> None:
+    """Serve :class:`_Hooks` on 127.0.0.1:``port`` until killed (``SO_REUSEPORT``: the
+    bench holds that port reserved, see :func:`bench.procs.reserve_port`)."""
+    loop = asyncio.get_running_loop()
+    tally = _Tally()
+    server = await loop.create_server(
+        lambda: _Hooks(tally), HOST, port, reuse_port=True, backlog=4096
+    )
+    print("READY", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def publish(url: str, realm: str, commands: str) -> None:
+    """Run :class:`bench.components.WebhookPublisher` in an ``ApplicationRunner`` until
+    its session ends."""
+    from autobahn.twisted.wamp import ApplicationRunner  # noqa: PLC0415 -- Twisted, here only
+
+    from .components import WebhookPublisher  # noqa: PLC0415
+
+    runner = ApplicationRunner(url, realm, extra={"commands": commands})
+    runner.run(WebhookPublisher, log_level="warn")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``load`` or ``trivial`` (see the module docstring)."""
+    """``load``, ``trivial``, ``receiver`` or ``publish`` (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m bench.bridge")
     modes = parser.add_subparsers(dest="mode", required=True)
     load = modes.add_parser("load", help="the HTTP load generator, following --commands")
     load.add_argument("--commands", required=True)
     trivial = modes.add_parser("trivial", help="a trivial HTTP server (calibration)")
     trivial.add_argument("--port", type=int, required=True)
+    receiver = modes.add_parser("receiver", help="the webhook receiver")
+    receiver.add_argument("--port", type=int, required=True)
+    publisher = modes.add_parser("publish", help="the webhook publisher, following --commands")
+    publisher.add_argument("--url", required=True)
+    publisher.add_argument("--realm", required=True)
+    publisher.add_argument("--commands", required=True)
     opts = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if opts.mode == "load":
         asyncio.run(follow(opts.commands))
-    else:
+    elif opts.mode == "trivial":
         asyncio.run(serve_trivial(opts.port))
+    elif opts.mode == "receiver":
+        asyncio.run(serve_hooks(opts.port))
+    else:
+        publish(opts.url, opts.realm, opts.commands)
     return 0
 
 
@@ -388,6 +599,28 @@ class Endpoint:
         }
 
 
+@dataclass(frozen=True)
+class Hook:
+    """One side's webhook subscription: the events of ``topic`` are POSTed to ``path`` of
+    the receiver (wampd: with ``inflight`` deliveries at once; Crossbar: 0, all of them)."""
+
+    side: str
+    inflight: int
+    topic: str
+    path: str
+
+    @property
+    def label(self) -> str:
+        """Its name in progress lines."""
+        return f"wampd x{self.inflight}" if self.side == "wampd" else "Crossbar"
+
+
+HOOKS = (
+    *(Hook("wampd", k, f"bench.webhook.wampd{k}", f"/wampd-{k}") for k in INFLIGHTS),
+    Hook("crossbar", 0, CROSSBAR_HOOK_TOPIC, CROSSBAR_HOOK_PATH),
+)
+
+
 def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
     """POST a JSON body on a fresh connection; the status and the body."""
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
@@ -412,16 +645,48 @@ def _ready(port: int) -> bool:
 
 
 class Rig:
-    """The figure's processes: wampd's bridge, the callee, the load generator, and the
-    trivial server -- started together, killed together."""
+    """The figure's processes: wampd's bridge (with its webhook subscriptions), the callee,
+    the load generator, the trivial server, the webhook receiver and the publisher --
+    started together, killed together."""
 
     def __init__(self, lab: Lab, settings: Settings) -> None:
         """Prepare the processes (the lab's router must run)."""
         self.lab = lab
-        self.wampd = Host(lab, "wampd", sessions=0, options=settings.options, bridge=True)
+        subscriptions = [
+            {
+                "topic": hook.topic,
+                "url": f"http://{HOST}:{lab.webhook_port}{hook.path}",
+                "max_inflight": hook.inflight,
+                "timeout": 30.0,
+                # Never full: every event of a burst waits its turn.
+                "max_queued": 100_000,
+            }
+            for hook in HOOKS
+            if hook.side == "wampd"
+        ]
+        self.wampd = Host(
+            lab,
+            "wampd",
+            sessions=0,
+            options=settings.options,
+            bridge=True,
+            subscriptions=subscriptions,
+        )
         self.callee = Host(lab, "runner", options=settings.options)
-        module = [sys.executable, "-m", "bench.bridge", "load"]
-        self.load = ClientProc(lab, "http-load", argv=module)
+        module = [sys.executable, "-m", "bench.bridge"]
+        self.load = ClientProc(lab, "http-load", argv=[*module, "load"])
+        self.publisher = ClientProc(
+            lab, "publisher", argv=[*module, "publish", "--url", lab.router.url(), "--realm", REALM]
+        )
+        self.receiver = Proc(
+            [*module, "receiver", "--port", str(lab.webhook_port)],
+            stdout_path=lab.workdir / f"receiver-{lab.next_serial()}" / "stdout.log",
+            env=harness_env(),
+            cwd=REPO_ROOT,
+            name="receiver",
+        )
+        #: One keep-alive connection to the receiver, for its counts.
+        self._stats = http.client.HTTPConnection(HOST, lab.webhook_port, timeout=10)
         self.trivial_port = free_port()
         self.trivial = Proc(
             [sys.executable, "-m", "bench.bridge", "trivial", "--port", str(self.trivial_port)],
@@ -433,7 +698,12 @@ class Rig:
 
     def start(self) -> Rig:
         """Start everything; wait until wampd's bridge is joined and the callee's echo
-        answers through both bridges."""
+        answers through both bridges. The webhook receiver goes first: Crossbar's forwarder
+        gives up for good on a refused connection."""
+        self.lab.track(self.receiver)
+        self.receiver.start()
+        self.receiver.wait_for_line(lambda line: line.strip() == "READY", timeout=60)
+        self.publisher.start()
         self.lab.track(self.trivial)
         self.trivial.start()
         self.load.start()
@@ -442,6 +712,7 @@ class Rig:
         port = self.wampd.bridge_port
         assert port is not None
         self.load.wait("ready", 1, 60)
+        self.publisher.wait("ready", 1, 60)
         self.trivial.wait_for_line(lambda line: line.strip() == "READY", timeout=60)
         self.callee.wait_joined(timeout=60)
         poll(
@@ -483,8 +754,97 @@ class Rig:
         trivial = Endpoint("trivial", "publish", self.trivial_port, "/", {"args": []}, '"id"')
         return self.measure(trivial, clients, seconds)
 
+    def hook_stats(self, *, reset: bool = False) -> dict[str, Any]:
+        """The receiver's counts (:meth:`_Tally.stats`), reset afterwards with ``reset``."""
+        conn = self._stats
+        try:
+            conn.request("POST" if reset else "GET", "/_reset" if reset else "/_stats")
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            raise
+        if response.status != 200:
+            raise BenchError(f"the webhook receiver answers {response.status}: {body[:300]!r}")
+        stats: dict[str, Any] = json.loads(body)
+        return stats
+
+    def burst(self, hook: Hook, events: int, batch: int) -> dict[str, Any]:
+        """Have the publisher publish ``events`` events to ``hook``'s topic."""
+        cmd = {"op": "burst", "topic": hook.topic, "events": events, "batch": batch}
+        answer = self.publisher.run(cmd, timeout=60 + events / 100)
+        if answer["errors"]:
+            raise BenchError(f"publishing to {hook.topic}: {answer}")
+        return answer
+
+    def prime(self, hook: Hook, timeout: float = 30.0) -> None:
+        """Publish one event to ``hook``'s topic every 0.2 s until one arrives (the
+        subscription is in place)."""
+
+        def arrived() -> bool:
+            if hook.path in self.hook_stats()["paths"]:
+                return True
+            self.burst(hook, 1, 1)
+            return False
+
+        poll(
+            arrived,
+            timeout,
+            interval=0.2,
+            describe=lambda: (
+                f"no event to {hook.path} arrived at the webhook receiver\n"
+                f"{self.wampd.describe()}\n{self.lab.router.log_tail(20)}"
+            ),
+        )
+
+    def deliver(self, hook: Hook, events: int, batch: int, stall: float) -> dict[str, Any]:
+        """Reset the receiver, publish ``events`` events to ``hook``'s topic, and wait until
+        they all arrived, or none did for ``stall`` seconds. The answer: ``received``
+        (distinct events), ``count`` (POSTs), ``seconds`` (first POST to last), ``rate``
+        (events/s over them), ``publish_rate``, ``connections`` (the receiver accepted,
+        besides the bench's own), and the CPU time of the receiver, wampd and the router
+        (controller and worker) over the wall time, from the reset to the last look
+        (``cpu``: 1.0 is one core)."""
+        pids = {
+            "receiver": [self.receiver.pid],
+            "wampd": [self.wampd.pid],
+            "router": [self.lab.router.pid, *descendants(self.lab.router.pid)],
+        }
+        cpu0 = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
+        before = self.hook_stats(reset=True)
+        sent = self.burst(hook, events, batch)
+        seen, changed = -1, time.monotonic()
+        while True:
+            stats = self.hook_stats()
+            tally = stats["paths"].get(hook.path, {"count": 0, "distinct": 0})
+            if tally["distinct"] >= events:
+                break
+            if tally["count"] != seen:
+                seen, changed = tally["count"], time.monotonic()
+            elif time.monotonic() - changed > stall:
+                break
+            time.sleep(HOOK_POLL)
+        wall = stats["now"] - before["now"]
+        cpu = {
+            name: (sum(map(cpu_seconds, group)) - cpu0[name]) / wall for name, group in pids.items()
+        }
+        seconds = tally.get("last", 0.0) - tally.get("first", 0.0)
+        received = int(tally["distinct"])
+        return {
+            "received": received,
+            "count": int(tally["count"]),
+            "seconds": seconds,
+            "rate": (received - 1) / seconds if received >= 2 and seconds > 0 else None,
+            "publish_rate": events / max(float(sent["seconds"]), 1e-9),
+            "cpu": cpu,
+            "connections": int(stats["accepted"]),
+        }
+
     def kill(self) -> None:
         """Kill every process of the rig."""
+        self._stats.close()
+        self.publisher.kill()
+        self.receiver.kill()
         self.load.kill()
         self.trivial.kill()
         self.wampd.kill()
@@ -499,7 +859,7 @@ def bridge(lab: Lab, settings: Settings) -> list[Row]:
     rig = Rig(lab, settings)
     try:
         rig.start()
-        return _request_rows(rig, settings)
+        return [*_request_rows(rig, settings), *_webhook_rows(rig, settings)]
     finally:
         rig.kill()
 
@@ -566,6 +926,81 @@ def _request_rows(rig: Rig, settings: Settings) -> list[Row]:
                         target=target,
                     )
                 )
+    return rows
+
+
+def _webhook_rows(rig: Rig, settings: Settings) -> list[Row]:
+    """The webhook delivery rows of :func:`bridge` (see the module docstring)."""
+    from .figures import alternate, median, progress  # noqa: PLC0415 -- figures imports us
+
+    events, batch, stall = settings.webhook_events, settings.webhook_batch, settings.webhook_stall
+    for hook in HOOKS:
+        rig.prime(hook)
+    # A priming event published twice may still be on its way: let it arrive before the
+    # first burst resets the counts.
+    time.sleep(PRIME_SETTLE)
+    if settings.webhook_warmup:
+        for hook in HOOKS:
+            rig.deliver(hook, settings.webhook_warmup, batch, stall)
+    rates: dict[Hook, list[float | None]] = {hook: [] for hook in HOOKS}
+    lost: dict[Hook, str] = {}
+    for n in range(settings.webhook_rounds):
+        shown, receiver, connections = [], 0.0, 0
+        for hook in alternate(list(HOOKS), n):
+            if hook in lost:
+                continue
+            got = rig.deliver(hook, events, batch, stall)
+            cpu = got["cpu"]
+            receiver = max(receiver, cpu["receiver"])
+            if hook.side == "crossbar":
+                connections = got["connections"]
+            if got["received"] < events or got["rate"] is None:
+                lost[hook] = f"{events - got['received']} of {events} events lost"
+                progress(f"bridge: webhooks: {hook.label}: {lost[hook]}: {got}")
+                continue
+            rates[hook].append(got["rate"])
+            duplicates = got["count"] - got["received"]
+            extra = f", {duplicates} delivered twice" if duplicates else ""
+            shown.append(
+                f"{hook.label} {got['rate']:,.0f} (published at {got['publish_rate']:,.0f}/s; "
+                f"wampd {cpu['wampd']:.0%}, router {cpu['router']:.0%}{extra})"
+            )
+        progress(
+            f"bridge: webhooks round {n + 1}/{settings.webhook_rounds}, {events} events: "
+            f"{', '.join(shown)} (events/s; CPU in % of a core); the receiver at most "
+            f"{receiver:.0%} of a core; Crossbar opened {connections} connections to it"
+        )
+    shown = []
+    for clients in (1, max(INFLIGHTS)):
+        endpoint = Endpoint(
+            "receiver", "webhook", rig.lab.webhook_port, "/calibrate", {"args": [0]}, ""
+        )
+        answer = rig.measure(endpoint, clients, settings.bridge_seconds)
+        shown.append(
+            f"{answer['ops'] / answer['seconds']:,.0f} requests/s at {clients} "
+            f"connection{'s' if clients > 1 else ''}"
+        )
+    fastest = max((median(rates[hook]) or 0.0 for hook in HOOKS), default=0.0)
+    progress(
+        f"bridge: the webhook receiver under the load generator: {', '.join(shown)} "
+        f"(the fastest delivery: {fastest:,.0f} events/s)"
+    )
+    crossbar = HOOKS[-1]
+    rows = []
+    for hook in HOOKS[:-1]:
+        missing = "; ".join(lost[h] for h in (hook, crossbar) if h in lost)
+        rows.append(
+            Row(
+                f"bridge_webhook_eps_inflight_{hook.inflight}",
+                "events/s",
+                None if hook in lost else median(rates[hook]),
+                None if crossbar in lost else median(rates[crossbar]),
+                BASELINE,
+                "higher",
+                target=(">=", 1.0),
+                missing=missing or "events lost",
+            )
+        )
     return rows
 
 

@@ -112,6 +112,14 @@ class Settings:
     bridge_rounds: int = 7
     bridge_warmup: float = 1.0
     bridge_clients: tuple[int, ...] = (1, 32)
+    #: Figure 8's webhook rows: events per burst, rounds (each side one burst a round),
+    #: events of the warm-up burst per side (0: none), events acknowledged together by
+    #: the publisher, and the seconds without a delivery after which the rest are lost.
+    webhook_events: int = 1500
+    webhook_rounds: int = 5
+    webhook_warmup: int = 300
+    webhook_batch: int = 100
+    webhook_stall: float = 10.0
     #: Deviations from the hosts' defaults (the smoke run only).
     options: HostOptions = field(default_factory=HostOptions)
     #: Figures in one lane run one after the other on one router; lanes run side by side,
@@ -167,6 +175,10 @@ SMOKE = Settings(
     bridge_seconds=0.25,
     bridge_rounds=1,
     bridge_warmup=0.0,
+    webhook_events=200,
+    webhook_rounds=1,
+    webhook_warmup=0,
+    webhook_stall=5.0,
     options=HostOptions(
         wampd_sections=(
             ("keepalive", (("ping_interval", 1.0), ("ping_timeout", 1.0))),

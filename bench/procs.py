@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -22,13 +23,19 @@ from typing import Any
 
 from harness.crossbar import CrossbarRouter
 from harness.poll import poll
-from harness.ports import free_port, port_open
+from harness.ports import HOST, free_port, port_open
 from harness.procs import REPO_ROOT, Proc, harness_env, parse_json_lines
 from tests.integration.wampd_proc import write_config
 
 REALM = "realm1"
 POLL = 0.02
 ENTRY = "bench.components:BenchComponent"
+
+#: Crossbar's webhook forwarder (``crossbar.bridge.rest.MessageForwarder``, a component of
+#: every lab's router) POSTs each event of this topic to this path of the lab's webhook
+#: port, where :mod:`bench.bridge`'s receiver listens while it measures.
+CROSSBAR_HOOK_TOPIC = "bench.webhook.crossbar"
+CROSSBAR_HOOK_PATH = "/crossbar"
 
 #: Display names of the hosts.
 NAMES = {
@@ -90,6 +97,13 @@ class JsonLines:
         return parse_json_lines(b"\n".join(lines).decode("utf-8", errors="replace"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far (s)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _stamp(text: str) -> float:
     """Unix time of an ISO-8601 timestamp from wampd's log."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -112,10 +126,11 @@ class Host:
         options: HostOptions | None = None,
         http: bool = False,
         bridge: bool = False,
+        subscriptions: list[dict[str, Any]] | None = None,
     ) -> None:
         """Prepare (not start) a host of ``kind`` with ``sessions`` sessions (wampd with
-        ``bridge``: also its sidecar bridge, on :attr:`bridge_port`; ``sessions`` may then
-        be 0)."""
+        ``bridge``: also its sidecar bridge, on :attr:`bridge_port`, with ``subscriptions``
+        as its ``[[bridge.subscription]]`` tables; ``sessions`` may then be 0)."""
         self.lab = lab
         self.kind = kind
         self.sessions = sessions
@@ -129,6 +144,7 @@ class Host:
         self.http_port: int | None = free_port() if kind == "wampd" else None
         self.bridge_port: int | None = free_port() if kind == "wampd" and bridge else None
         self.http = http
+        self.subscriptions = list(subscriptions or [])
         self._events: list[HostEvent] = []
         self._events_file = JsonLines(self.events_path)
         #: wampd logs its joins and leaves itself (JSON lines on stdout).
@@ -165,6 +181,8 @@ class Host:
         }
         if self.bridge_port is not None:
             sections["bridge"] = {"listen": f"127.0.0.1:{self.bridge_port}"}
+            if self.subscriptions:
+                sections["bridge"]["subscription"] = self.subscriptions
         for section, items in self.options.wampd_sections:
             sections[section] = dict(items)
         components = [
@@ -199,9 +217,7 @@ class Host:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the host process has used so far (s)."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rfind(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def procedure(self, i: int = 0, what: str = "echo") -> str:
         """The URI of session ``i``'s procedure (or topic) ``what``."""
@@ -340,7 +356,10 @@ class Lab:
         """A lab in ``workdir`` with a router (not started yet) of its own."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.router = CrossbarRouter(workdir / "router")
+        self._webhook = reserve_port()
+        #: Where the router's webhook forwarder POSTs :data:`CROSSBAR_HOOK_TOPIC`'s events.
+        self.webhook_port: int = self._webhook.getsockname()[1]
+        self.router = CrossbarRouter(workdir / "router", components=[forwarder(self.webhook_port)])
         self._procs: list[Proc] = []
         self._serial = 0
         #: Seconds from starting the router to its port accepting, at the last start.
@@ -404,3 +423,30 @@ class Lab:
             self.router.resume()
         with contextlib.suppress(Exception):
             self.router.stop(timeout=3)
+        self._webhook.close()
+
+
+def reserve_port() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1 with ``SO_REUSEPORT``, never listening:
+    while it is open no other socket can bind or connect from that port, except one that
+    also sets ``SO_REUSEPORT`` (a server of ours, which then gets every connection)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((HOST, 0))
+    return sock
+
+
+def forwarder(port: int) -> dict[str, Any]:
+    """Crossbar's webhook forwarder, as a router component: each event of
+    :data:`CROSSBAR_HOOK_TOPIC` POSTed as ``{"args", "kwargs"}`` to :data:`CROSSBAR_HOOK_PATH`
+    on 127.0.0.1:``port``. No ``expectedcode``: with one, a single unexpected status would
+    stop its forwarding for good (as a refused connection does: the receiver must listen
+    before the first event)."""
+    url = f"http://{HOST}:{port}{CROSSBAR_HOOK_PATH}"
+    return {
+        "type": "class",
+        "classname": "crossbar.bridge.rest.MessageForwarder",
+        "realm": REALM,
+        "role": "anonymous",
+        "extra": {"subscriptions": [{"url": url, "topic": CROSSBAR_HOOK_TOPIC}], "method": "POST"},
+    }

@@ -74,8 +74,11 @@ def crossbar_bin() -> Path:
     return path
 
 
-def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
-    """The node configuration: one router worker, ``realm`` with roles ``anonymous`` and
+def router_config(
+    port: int, realm: str = "realm1", components: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The node configuration: one router worker (running ``components``, router components
+    such as Crossbar's ``MessageForwarder``, if given), ``realm`` with roles ``anonymous`` and
     ``agent``, a web transport on 127.0.0.1:``port`` with ``/ws`` (anonymous), ``/auth``
     (ticket auth: principal ``agent``, ticket ``secret``, role ``agent``) and ``/cra``
     (WAMP-CRA: user ``cra-agent``, secret ``cra-secret``, role ``agent``), and Crossbar's own
@@ -90,7 +93,7 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
     # without a FIN (and the registrations it holds) is cleaned up within seconds, as a
     # production router should be configured to do.
     options = {"auto_ping_interval": 1000, "auto_ping_timeout": 2000}
-    return {
+    config: dict[str, Any] = {
         "version": 2,
         "controller": {},
         "workers": [
@@ -176,6 +179,9 @@ def router_config(port: int, realm: str = "realm1") -> dict[str, Any]:
             }
         ],
     }
+    if components:
+        config["workers"][0]["components"] = list(components)
+    return config
 
 
 def strip_noise(lines: list[str]) -> list[str]:
@@ -205,14 +211,23 @@ class CrossbarRouter(ProcessHost):
 
     _what = "crossbar router"
 
-    def __init__(self, workdir: Path, port: int | None = None, *, realm: str = "realm1") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        realm: str = "realm1",
+        components: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A node (not started yet); ``components`` run in its router worker (see
+        :func:`router_config`)."""
         self.workdir = Path(workdir)
         self.port: int = port if port is not None else free_port()
         self.realm = realm
         self.cbdir = self.workdir / ".crossbar"
         self.log_path = self.workdir / "crossbar.log"
         self.cbdir.mkdir(parents=True, exist_ok=True)
-        config = router_config(self.port, realm)
+        config = router_config(self.port, realm, components)
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         super().__init__()
         self._paused = False

@@ -222,25 +222,35 @@ class Bridge:
             return DeferredList([_release(h) for h in registrations], consumeErrors=True)
 
         done.addCallback(in_flight).addCallback(unregister)
-        done.addTimeout(timeout, self.clock)  # type: ignore[arg-type]
+        ended: Deferred[None] = Deferred()
+        timed_out: list[bool] = []
 
-        def finished(result: object) -> None:
-            seconds = self.clock.seconds() - started
-            if not isinstance(result, Failure):
+        def finished() -> None:
+            if timer.active():
+                timer.cancel()
+            if not timed_out:
+                seconds = self.clock.seconds() - started
                 self._say("info", "bridge.drained", seconds=seconds)
-                return
+                ended.callback(None)
+
+        def out_of_time() -> None:
+            # The session leaves now: what is still in flight fails with it.
+            timed_out.append(True)
             why = f"the drain took longer than {timeout:g} s"
             abandoned = sum(d.abandon(why) for d in self.deliveries.values())
             self._say(
                 "warning",
                 "bridge.drain_timeout",
-                seconds=seconds,
+                seconds=self.clock.seconds() - started,
                 requests=self._requests,
                 invocations=sum(c.inflight for c in self.callbacks),
                 abandoned_events=abandoned,
             )
+            ended.callback(None)
 
-        return done.addBoth(finished)
+        timer = self.clock.callLater(timeout, out_of_time)
+        done.addBoth(lambda _: finished())
+        return ended
 
     # -- what happened, into the logs and metrics ---------------------------------------------
 

@@ -182,7 +182,7 @@ class Callback:
 def _result(body: bytes) -> Any:
     """The RESULT a 2xx reply's body stands for."""
     if not body.strip():
-        return None
+        return CallResult()  # a RESULT without arguments
     value = json.loads(body)
     if (
         isinstance(value, dict)

@@ -232,7 +232,7 @@ def _content_type(request: Request) -> None:
     for element in elements[1:]:
         if b"=" not in element:
             continue
-        parts = element.split(b"=")
+        parts = [part.strip() for part in element.split(b"=")]
         if len(parts) != 2 or parts[0] in params:
             raise _Denied(400, "Non-accepted request encoding, must be UTF-8.")
         params[parts[0]] = parts[1]
@@ -306,7 +306,9 @@ class _Resource(Resource):
             raw = self._api.body(request)
         except Refused:
             limit = self._api.bridge.config.max_body
-            raise _Denied(413, f"Request too long. (more than {limit} bytes)") from None
+            size = (request.getHeader(b"content-length") or b"").decode("latin-1")
+            why = f"{size} is longer than accepted {limit}" if size else f"over {limit} bytes"
+            raise _Denied(413, f"Request too long. ({why})") from None
         fields = _fields(request)
         _check_fields(fields, self._signing, self._api.now())
         if self._signing is not None:

@@ -11,8 +11,10 @@ sessions still leaving are dropped), with the exit status the stop already had.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -33,9 +35,18 @@ _ENDED = (State.STOPPED, State.FAILED)
 
 
 def secrets(config: Config) -> list[str]:
-    """What every log line of ``config``'s daemon masks: the router secret, if any."""
+    """What every log line of ``config``'s daemon masks: the router secret, and the
+    bridge's token and signing secret as their files hold them at start, if any."""
     secret = config.router.auth.secret
-    return [secret.reveal()] if secret else []
+    found = [secret.reveal()] if secret else []
+    b = config.bridge
+    for path in (b.token_file, b.signing.secret_file if b.signing else None):
+        if path is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = Path(path).read_text().strip()
+                if len(text) >= 4:  # not so short that masking it garbles every line
+                    found.append(text)
+    return found
 
 
 def _gave_up(error: object) -> tuple[EventName, int]:

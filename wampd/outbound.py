@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
@@ -67,7 +69,7 @@ def retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -81,7 +83,7 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 def _cancelled(failure: Failure) -> bool:
     """Whether ``failure`` is a cancelled request (as such, or wrapped by twisted.web)."""
-    if failure.check(CancelledError):
+    if failure.check(CancelledError, ConnectingCancelledError):
         return True
     reasons = getattr(failure.value, "reasons", None) or []
     return any(isinstance(r, Failure) and r.check(CancelledError) for r in reasons)
@@ -124,31 +126,59 @@ class Poster:
         return d.addBoth(ended)
 
     def _read(self, response: IResponse) -> Deferred[Reply]:
-        chunks: list[bytes] = []
-        size = 0
-
-        def collect(data: bytes) -> None:
-            nonlocal size
-            size += len(data)
-            if size > self._max_reply:
-                raise ReplyTooLarge(response.code, self._max_reply)
-            chunks.append(data)
-
-        def reply(_: object) -> Reply:
+        def reply(body: bytes) -> Reply:
             headers = response.headers
-            ctype = (headers.getRawHeaders("content-type") or [""])[-1]
-            asked = (headers.getRawHeaders("retry-after") or [None])[-1]
+            ctype = (headers.getRawHeaders(b"content-type") or [b""])[-1].decode("latin-1")
+            asked = (headers.getRawHeaders(b"retry-after") or [None])[-1]
             return Reply(
                 response.code,
-                b"".join(chunks),
-                retry_after(asked, self._reactor.seconds()),
+                body,
+                retry_after(None if asked is None else asked.decode("latin-1"), self._now()),
                 ctype.split(";", 1)[0].strip().lower(),
             )
 
-        d: Deferred[Any] = treq.collect(response, collect)
-        return d.addCallback(reply)
+        body = _Body(response.code, self._max_reply)
+        cast(Any, response).deliverBody(body)  # IResponse is a zope Interface
+        return body.done.addCallback(reply)
+
+    def _now(self) -> float:
+        return float(self._reactor.seconds())
 
     def close(self) -> Deferred[None]:
         """Close the pooled connections (on shutdown)."""
         closing: Deferred[None] = self._pool.closeCachedConnections()
         return closing
+
+
+class _Body(Protocol):
+    """Collects a reply's body, at most ``limit`` bytes; cancelling :attr:`done` (the
+    timeout, the caller's cancel) closes the connection, whatever the body's state."""
+
+    def __init__(self, status: int, limit: int) -> None:
+        self._status, self._limit = status, limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.done: Deferred[bytes] = Deferred(lambda _: self._close())
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._close()
+            self.done.errback(ReplyTooLarge(self._status, self._limit))
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+    def _close(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.loseConnection()

@@ -89,7 +89,7 @@ class Token:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[int, int, int, int] | None = None
         self._token = b""
 
     def value(self) -> bytes:
@@ -97,7 +97,7 @@ class Token:
         the last one read; empty (which matches nothing) if none ever was."""
         try:
             st = os.stat(self._path)
-            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+            seen = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
             if seen != self._seen:
                 with open(self._path, "rb") as f:
                     self._token = f.read().strip()

@@ -153,6 +153,7 @@ class Deliveries:
         self._active: set[_Item] = set()
         self._idle: list[Deferred[None]] = []
         self._closed = False
+        self._pumping = False
 
     @property
     def depth(self) -> int:
@@ -169,8 +170,11 @@ class Deliveries:
             if self.config.when_full == "drop_newest":
                 self._tell(_Item(event), Outcome.DROPPED, reason=full)
                 return
-            self._tell(self._waiting.popleft(), Outcome.DROPPED, reason=full)
-        self._waiting.append(_Item(event))
+            oldest = self._waiting.popleft()
+            self._waiting.append(_Item(event))
+            self._tell(oldest, Outcome.DROPPED, reason=full)
+        else:
+            self._waiting.append(_Item(event))
         self._pump()
 
     def idle(self) -> Deferred[None]:
@@ -205,10 +209,18 @@ class Deliveries:
     # -- the deliveries -------------------------------------------------------------------
 
     def _pump(self) -> None:
-        while self._waiting and len(self._active) < self.config.max_inflight:
-            item = self._waiting.popleft()
-            self._active.add(item)
-            self._attempt(item)
+        # Never re-entered: an attempt that ends at once (an event JSON cannot carry) calls
+        # back into here; the loop below takes the next one instead of a deeper stack.
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._waiting and len(self._active) < self.config.max_inflight:
+                item = self._waiting.popleft()
+                self._active.add(item)
+                self._attempt(item)
+        finally:
+            self._pumping = False
 
     def _attempt(self, item: _Item) -> None:
         item.timer = None
@@ -242,8 +254,8 @@ class Deliveries:
         item.call = None
         seconds = self._clock.seconds() - started
         exc = failure.value
-        if isinstance(exc, ReplyTooLarge) and exc.status is not None and 200 <= exc.status < 300:
-            self._done(item, Outcome.DELIVERED, seconds=seconds)  # its body is not read anyway
+        if isinstance(exc, ReplyTooLarge) and exc.status is not None:
+            self._replied(item, Reply(exc.status), started)  # its body is not read anyway
             return
         if isinstance(exc, TimeoutError | CancelledError):
             why = f"no answer within {self.config.timeout:g} s"

@@ -3,8 +3,9 @@
 The full bench (``scripts/bench``, about 10 minutes) is not part of the suite. This runs
 ``python -m bench --smoke`` -- every figure with tiny counts (3 sessions instead of 100,
 one outage of 0.3 s, a 3 s cap for "not detected", shortened keepalive and backoff, one
-0.25 s sample per bridge route and client count) against real Crossbar routers, in under
-30 s -- and checks what it wrote, in a temporary folder, never the repository root.
+0.25 s sample per bridge route and client count, one burst of 200 webhook events per side)
+against real Crossbar routers, in under 30 s -- and checks what it wrote, in a temporary
+folder, never the repository root.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ EXPECTED = {
     "bridge_call_p50_ms_32": "lower",
     "bridge_call_p99_ms_1": "lower",
     "bridge_call_p99_ms_32": "lower",
+    "bridge_webhook_eps_inflight_1": "higher",
+    "bridge_webhook_eps_inflight_16": "higher",
 }
 
 #: (low, high) bounds a sane smoke value lies in, by row-name prefix.
@@ -83,6 +86,7 @@ BOUNDS = {
     "fleet_50_peak_per": (1.0, 50.0),  # attempts of 50 processes
     "bridge_publish_rps": (1.0, 1e6),
     "bridge_call_rps": (1.0, 1e6),
+    "bridge_webhook_eps": (1.0, 1e6),
     "bridge_": (0.001, 10_000.0),  # ms
 }
 
@@ -166,24 +170,35 @@ def test_bench_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     (plot,) = workdir.glob("lane-*/backoff-tradeoff.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "policies meet every target" in completed.stderr
-    # Figure 8: both bridges answered every route at every client count.
+    # Figure 8: both bridges answered every route at every client count, and delivered
+    # every webhook event (wampd at both max_inflight, Crossbar's MessageForwarder).
     bridge_rows = [row for row in rows if row["name"].startswith("bridge_")]
-    assert len(bridge_rows) == 12
+    assert len(bridge_rows) == 14
     for row in bridge_rows:
         assert row["baseline_name"] == "crossbar-bridge", row["name"]
         for side in ("wampd", "baseline"):
             assert isinstance(row[side], (int, float)) and row[side] > 0, (row["name"], side)
+    webhook_rows = [row for row in bridge_rows if row["name"].startswith("bridge_webhook_")]
+    assert [row["unit"] for row in webhook_rows] == ["events/s", "events/s"]
+    # Both rows compare with the same Crossbar measurement.
+    assert webhook_rows[0]["baseline"] == webhook_rows[1]["baseline"]
     assert "the load generator alone" in completed.stderr
+    assert "bridge: webhooks round 1/1, 200 events" in completed.stderr
+    assert "events lost" not in completed.stderr
+    assert "the webhook receiver under the load generator" in completed.stderr
 
     # The bench counts every host's connection attempts the same way (reactor.connectTCP);
-    # for wampd that count must equal wampd's own connect.attempt events.
+    # for wampd that count (of those to its lane's router: the bridge's webhooks connect
+    # through it too) must equal wampd's own connect.attempt events.
     wampd_dirs = sorted(workdir.glob("lane-*/wampd-*"))
     assert wampd_dirs
     for folder in wampd_dirs:
+        config = json.loads((folder.parent / "router" / ".crossbar" / "config.json").read_text())
+        router_port = config["workers"][0]["transports"][0]["endpoint"]["port"]
         counted = [
             e
             for e in parse_json_lines((folder / "events.jsonl").read_text())
-            if e["event"] == "attempt"
+            if e["event"] == "attempt" and e["port"] == router_port
         ]
         logged = [
             e

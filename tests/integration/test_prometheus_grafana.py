@@ -6,10 +6,16 @@ shipped rule file. The dashboard's Grafana variables are replaced the way Grafan
 (``$__rate_interval`` by ``1m``, ...), each panel query goes to the HTTP API as a range or
 instant query like its panel asks, and each ``label_values()`` variable becomes a label
 values call. A missing ``prometheus`` binary fails the test (never skips it).
+
+A second daemon runs the sidecar bridge (``[bridge] listen``, one subscription, one
+procedure, and a real HTTP app behind them): requests, webhook deliveries and callbacks
+go through it, every bridge series the dashboard and the rules use is scraped, every
+bridge panel shows data, and the bridge alerts fire (or go pending) on the real series.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import shutil
@@ -25,11 +31,16 @@ import pytest
 import yaml
 
 from harness.crossbar import CrossbarRouter
+from harness.http_app import Answer, AppServer, Received
 from harness.poll import poll
 from harness.ports import free_port, wait_for_port
 from harness.procs import Proc
 from tests.unit.test_prometheus_rules import (
+    BRIDGE_ALERTS,
+    INVOCATION_OUTCOMES,
     RULES,
+    bridge_panels,
+    exported,
     load_dashboard,
     panels,
     rule_exprs,
@@ -165,23 +176,11 @@ def stopped_at_teardown() -> Iterator[list[Proc]]:
         proc.stop(timeout=10)
 
 
-def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
-    crossbar: CrossbarRouter,
-    launch: Launch,
-    prometheus_bin: str,
-    tmp_path: Path,
-    stopped_at_teardown: list[Proc],
-) -> None:
-    """Every alert/recording rule and every panel query parses and evaluates on real data;
-    the core panels show the live session (joined, state code 2, joins, attempts, build);
-    the label_values() variables list the components; and a healthy daemon with a component
-    that left on purpose (state stopped) has no alert firing or even pending."""
-    http_port = free_port()
-    daemon = launch(crossbar.url(), components=[HELLO, ONCE], http=f"127.0.0.1:{http_port}")
-    daemon.wait_for("session.joined", component="hello")
-    daemon.wait_for("supervisor.stopped", component="once")
-
-    prometheus, port = start_prometheus(prometheus_bin, tmp_path, f"127.0.0.1:{http_port}")
+def scraping(
+    binary: str, tmp_path: Path, target: str, stopped_at_teardown: list[Proc]
+) -> tuple[PrometheusAPI, Proc]:
+    """A ready Prometheus that has scraped ``target`` (job wampd) three times."""
+    prometheus, port = start_prometheus(binary, tmp_path, target)
     stopped_at_teardown.append(prometheus)
     wait_for_port(port, 20, alive=lambda: prometheus.running, describe=prometheus.describe)
     api = PrometheusAPI(port)
@@ -198,6 +197,52 @@ def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
         20,
         "three scrapes of wampd",
         prometheus,
+    )
+    return api, prometheus
+
+
+def run_panel_queries(
+    api: PrometheusAPI, only: list[dict[str, Any]] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """``{panel title / refId: result}`` of each query, run the way its panel asks."""
+    results: dict[str, list[dict[str, Any]]] = {}
+    for panel in only if only is not None else panels(load_dashboard()):
+        for target in panel.get("targets", []):
+            where = f"{panel['title']} / {target['refId']}"
+            expr = fill_in(target["expr"])
+            results[where] = api.query(expr) if target.get("instant") else api.query_range(expr)
+    return results
+
+
+def bridge_queries() -> set[str]:
+    """``panel title / refId`` of every query of the bridge's row."""
+    return {f"{p['title']} / {t['refId']}" for p in bridge_panels() for t in p["targets"]}
+
+
+def last(series: dict[str, Any]) -> float:
+    """The latest value of an instant or range query's series."""
+    value = series["value"] if "value" in series else series["values"][-1]
+    return float(value[1])
+
+
+def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
+    crossbar: CrossbarRouter,
+    launch: Launch,
+    prometheus_bin: str,
+    tmp_path: Path,
+    stopped_at_teardown: list[Proc],
+) -> None:
+    """Every alert/recording rule and every panel query parses and evaluates on real data;
+    the core panels show the live session (joined, state code 2, joins, attempts, build);
+    the label_values() variables list the components; and a healthy daemon with a component
+    that left on purpose (state stopped) has no alert firing or even pending."""
+    http_port = free_port()
+    daemon = launch(crossbar.url(), components=[HELLO, ONCE], http=f"127.0.0.1:{http_port}")
+    daemon.wait_for("session.joined", component="hello")
+    daemon.wait_for("supervisor.stopped", component="once")
+
+    api, prometheus = scraping(
+        prometheus_bin, tmp_path, f"127.0.0.1:{http_port}", stopped_at_teardown
     )
 
     # -- the rules: every expression evaluates, and Prometheus loaded and ran them all --
@@ -222,14 +267,14 @@ def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
     assert api.query("job:wampd_session_up:sum")[0]["value"][1] == "1"
 
     # -- the dashboard: every panel query runs the way its panel asks for it --
-    results: dict[str, list[dict[str, Any]]] = {}
-    for panel in panels(load_dashboard()):
-        for target in panel.get("targets", []):
-            where = f"{panel['title']} / {target['refId']}"
-            expr = fill_in(target["expr"])
-            results[where] = api.query(expr) if target.get("instant") else api.query_range(expr)
-    empty = sorted(where for where, result in results.items() if not result)
+    results = run_panel_queries(api)
+    bridge = bridge_queries()
+    assert bridge and bridge <= set(results)
+    empty = sorted(where for where, result in results.items() if not result and where not in bridge)
     assert set(empty) <= MAY_BE_EMPTY, f"panel queries without data: {empty}"
+    # No [bridge] here, so no bridge series: that row's panels rightly say "No data" (the
+    # bridge test below shows them with data).
+    assert sorted(where for where in bridge if results[where]) == []
 
     def by_component(where: str) -> dict[str, str]:
         out = {}
@@ -272,5 +317,224 @@ def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
         selector, label = match.groups()
         values = api.get(f"label/{label}/values", **{"match[]": fill_in(selector)})
         assert values == expected[name], (name, values)
+
+    assert daemon.terminate() == 0
+
+
+# -- the sidecar bridge ----------------------------------------------------------------
+
+TOPIC, PROCEDURE = "com.example.x", "com.example.p"
+
+
+def bridge_request(port: int, method: str, path: str, body: object = None) -> int:
+    """The status of one request to the bridge on 127.0.0.1 (0 if it cannot connect)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        data = None if body is None else json.dumps(body)
+        conn.request(method, path, data, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+def hook(got: Received) -> Answer:
+    """The app's webhook: it takes every event but a "poison" one (a 400: dead-lettered)."""
+    return Answer(400 if got.json()["args"] == ["poison"] else 204)
+
+
+def callback(got: Received) -> Answer:
+    """The app's callback: 42; for "fail" a 500 that is no answer (runtime_error); for
+    "slow" an answer later than the bridge's call_timeout (the call gets 504)."""
+    args = got.json()["args"]
+    if args == ["fail"]:
+        return Answer(500, b"the app broke")
+    return Answer(200, {"args": [42], "kwargs": {}}, delay=2.0 if args == ["slow"] else 0.0)
+
+
+@pytest.fixture
+def bridge_app() -> Iterator[AppServer]:
+    """The app behind the bridge: its webhook (/h) and its callback (/p), on a port of its
+    own; stopped at teardown."""
+    with AppServer({"/h": hook, "/p": callback}) as app:
+        yield app
+
+
+def test_bridge_panels_and_alerts_run_against_a_live_bridge(
+    crossbar: CrossbarRouter,
+    launch: Launch,
+    prometheus_bin: str,
+    tmp_path: Path,
+    stopped_at_teardown: list[Proc],
+    bridge_app: AppServer,
+) -> None:
+    """A daemon whose [bridge] listens, with one subscription and one procedure served by
+    a real HTTP app: every bridge series the dashboard and the rules use is scraped with
+    the labels wampd documents; after publishes, calls, a dead letter, failing callbacks
+    and timed-out calls every bridge panel shows them, WampdBridgeDeadLetters fires,
+    WampdBridgeErrors and WampdBridgeCallbackFailures are pending (for: 10m), and the
+    other bridge alerts stay quiet."""
+    app = bridge_app  # its webhook at /h, its callback at /p
+    port, http_port = free_port(), free_port()
+    daemon = launch(
+        crossbar.url(),
+        components=[],
+        http=f"127.0.0.1:{http_port}",
+        bridge={
+            "listen": f"127.0.0.1:{port}",
+            "call_timeout": 0.5,
+            "subscription": [{"topic": TOPIC, "url": app.url("/h")}],
+            "procedure": [{"uri": PROCEDURE, "url": app.url("/p")}],
+        },
+    )
+    poll(
+        lambda: bridge_request(port, "GET", "/v1/ready") == 200 or None,
+        30,
+        describe=daemon.describe,
+    )
+    instance = f"127.0.0.1:{http_port}"
+
+    def call(*args: object) -> int:
+        return bridge_request(port, "POST", "/v1/call", {"procedure": PROCEDURE, "args": args})
+
+    api, prometheus = scraping(prometheus_bin, tmp_path, instance, stopped_at_teardown)
+
+    # -- every bridge series the dashboard and the rules use is there, with its labels --
+    exprs = [t["expr"] for p in panels(load_dashboard()) for t in p.get("targets", [])]
+    used = {
+        name
+        for expr in [*exprs, *rule_exprs().values()]
+        for name in re.findall(r"wampd_bridge_[a-z_]+", expr)
+    }
+    assert used >= {
+        "wampd_bridge_requests_total",
+        "wampd_bridge_request_duration_seconds_bucket",
+        "wampd_bridge_deliveries_total",
+        "wampd_bridge_queue_depth",
+        "wampd_bridge_invocations_total",
+        "wampd_bridge_invocation_duration_seconds_bucket",
+    }
+    documented = exported()
+    for name in sorted(used):
+        found = api.get("series", **{"match[]": f'{name}{{job="wampd"}}'})
+        assert found, f"{name}: not scraped from a wampd whose bridge listens"
+        for series in found:
+            labels = set(series) - {"__name__", "job", "instance"}
+            assert labels == documented[name], (name, series)
+    (queue,) = api.query(f'wampd_bridge_queue_depth{{instance="{instance}"}}')
+    assert queue["metric"]["subscription"] == TOPIC
+    assert {s["metric"]["procedure"] for s in api.query("wampd_bridge_invocations_total")} == {
+        PROCEDURE
+    }
+    # The bridge's session is one more component, named "bridge".
+    (up,) = api.query('wampd_session_up{component="bridge"}')
+    assert up["value"][1] == "1"
+
+    # -- traffic: publishes delivered and dead-lettered, calls answered and not --
+    assert bridge_request(port, "GET", "/v1/ready") == 200
+    publish = {"topic": TOPIC, "options": {"exclude_me": False}}  # the bridge's own events
+    assert bridge_request(port, "POST", "/v1/publish", {**publish, "args": ["ok"]}) == 200
+    poll(lambda: app.requests("/h") or None, 15, describe=daemon.describe)
+    assert bridge_request(port, "POST", "/v1/publish", {**publish, "args": ["poison"]}) == 200
+    (dead,) = daemon.wait_for("bridge.dead_lettered", timeout=15)
+    assert dead["subscription"] == TOPIC
+    assert call(1) == 200
+    assert bridge_request(port, "POST", "/v1/publish", {"args": []}) == 400  # no topic
+    assert bridge_request(port, "GET", "/v1/nope") == 404  # route "other"
+
+    # Failing callbacks (502, runtime_error) and calls over call_timeout (504), until the
+    # ratio alerts see them: a (route, code) series appears with its first request, and
+    # rate() needs two samples of it.
+    def failing() -> bool:
+        assert call("fail") == 502
+        assert call("slow") == 504
+        pending = {a["labels"]["alertname"] for a in api.get("alerts")["alerts"]}
+        return {"WampdBridgeErrors", "WampdBridgeCallbackFailures"} <= pending
+
+    wait_until(failing, 60, "the bridge's ratio alerts pending", prometheus)
+
+    # -- the alerts: the right ones, in the right state, on the right labels --
+    def alerts() -> dict[str, tuple[str, dict[str, str]]]:
+        return {
+            a["labels"]["alertname"]: (a["state"], a["labels"]) for a in api.get("alerts")["alerts"]
+        }
+
+    wait_until(
+        lambda: alerts().get("WampdBridgeDeadLetters", ("",))[0] == "firing",
+        20,
+        "WampdBridgeDeadLetters firing",
+        prometheus,
+    )
+    now = alerts()
+    assert {name: state for name, (state, _) in now.items()} == {
+        "WampdBridgeDeadLetters": "firing",
+        "WampdBridgeErrors": "pending",
+        "WampdBridgeCallbackFailures": "pending",
+    }
+    assert set(now) <= set(BRIDGE_ALERTS)
+    common = {"job": "wampd", "instance": instance}
+    assert now["WampdBridgeDeadLetters"][1] == {
+        **common,
+        "alertname": "WampdBridgeDeadLetters",
+        "severity": "warning",
+        "subscription": TOPIC,
+        "outcome": "dead_lettered",
+    }
+    assert now["WampdBridgeErrors"][1] == {
+        **common,
+        "alertname": "WampdBridgeErrors",
+        "severity": "critical",
+    }
+    assert now["WampdBridgeCallbackFailures"][1] == {
+        **common,
+        "alertname": "WampdBridgeCallbackFailures",
+        "severity": "warning",
+        "procedure": PROCEDURE,
+    }
+    loaded = {rule["name"]: rule for group in api.get("rules")["groups"] for rule in group["rules"]}
+    assert {n: r["health"] for n, r in loaded.items() if r["health"] != "ok"} == {}
+
+    # -- the dashboard's bridge row: every query has data, and shows what happened --
+    results = run_panel_queries(api, bridge_panels())
+    assert sorted(where for where, result in results.items() if not result) == []
+
+    def labelled(where: str, *labels: str) -> set[tuple[str, ...]]:
+        return {tuple(s["metric"][label] for label in labels) for s in results[where]}
+
+    requests = "Bridge requests per second, by route and status class"
+    assert {"/v1/publish", "/v1/call", "/v1/ready"} <= {
+        r for (r,) in labelled(f"{requests} / A", "route")
+    }
+    assert labelled(f"{requests} / B", "route") == {("/v1/publish",), ("other",)}  # 400, 404
+    # 5xx: the calls' 502s and 504s, and maybe /v1/ready's 503s from before the join
+    failed = {s["metric"]["route"]: s for s in results[f"{requests} / C"]}
+    assert "/v1/call" in failed and set(failed) <= {"/v1/call", "/v1/ready"}, failed
+    assert any(float(v) > 0 for _, v in failed["/v1/call"]["values"]), failed
+    latency = "Bridge request latency (p50, p99 over 5m)"
+    for ref in ("A", "B"):
+        routes = {r for (r,) in labelled(f"{latency} / {ref}", "route")}
+        assert {"/v1/publish", "/v1/call"} <= routes
+        (calls,) = [s for s in results[f"{latency} / {ref}"] if s["metric"]["route"] == "/v1/call"]
+        assert 0 < last(calls) < 5, calls  # seconds, up to the slow calls' 0.5 s call_timeout
+    deliveries = "Webhook deliveries per second, by outcome / A"
+    assert labelled(deliveries, "subscription", "outcome") == {
+        (TOPIC, outcome)
+        for outcome in ("delivered", "retried", "dead_lettered", "dropped", "abandoned")
+    }
+    for outcome in ("delivered", "dead_lettered"):
+        (s,) = [s for s in results[deliveries] if s["metric"]["outcome"] == outcome]
+        assert any(float(v) > 0 for _, v in s["values"]), (outcome, s)
+    (depth,) = results["Webhook queue depth / A"]
+    assert (depth["metric"]["subscription"], last(depth)) == (TOPIC, 0.0)
+    invocations = "Invocations per second, by outcome / A"
+    outcomes = labelled(invocations, "procedure", "outcome")
+    assert {(PROCEDURE, "ok"), (PROCEDURE, "runtime_error")} <= outcomes
+    assert {outcome for _, outcome in outcomes} <= INVOCATION_OUTCOMES
+    (duration,) = results["Invocation duration (p99 over 5m) / A"]
+    assert duration["metric"]["procedure"] == PROCEDURE
+    assert 0 < last(duration) <= 10, duration  # the slow answers take 2 s, or are cancelled
 
     assert daemon.terminate() == 0

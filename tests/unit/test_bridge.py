@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from autobahn.wamp.exception import ApplicationError, TransportLost
-from autobahn.wamp.types import CallResult
+from autobahn.wamp.request import Registration, Subscription
+from autobahn.wamp.types import CallDetails, CallResult, EventDetails
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -19,7 +20,8 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from wampd.bridge import Bridge
-from wampd.config import BridgeConfig
+from wampd.config import BridgeConfig, ProcedureConfig, SubscriptionConfig
+from wampd.outbound import Reply
 from wampd.routes import RETRY_AFTER
 
 
@@ -283,3 +285,131 @@ def test_a_lost_session_is_a_503_anything_else_a_500(
     callee.errback(Failure(error))
     code, body = answer(req)
     assert (code, body["error"]) == (status, uri)
+
+
+class Held:
+    """A subscription or registration of :class:`SettingUp`, recording its release."""
+
+    def __init__(self, log: list[str], what: str, kind: str) -> None:
+        self._log, self._what = log, what
+        if kind == "subscription":
+            self.unsubscribe = lambda: self._release("unsubscribe")
+        else:
+            self.unregister = lambda: self._release("unregister")
+
+    def _release(self, verb: str) -> Deferred[None]:
+        self._log.append(f"{verb} {self._what}")
+        return succeed(None)
+
+
+class SettingUp(FakeSession):
+    """A session the bridge subscribes and registers on; ``refuse`` fails one URI."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        super().__init__()
+        self.log: list[str] = []
+        self.handlers: dict[str, Any] = {}
+        self.refuse = refuse
+
+    def is_attached(self) -> bool:
+        return True
+
+    def _hold(self, uri: str, handler: Any, kind: str) -> Deferred[Any]:
+        if uri == self.refuse:
+            return Deferred.fromCoroutine(_refuse(uri))
+        self.handlers[uri] = handler
+        self.log.append(f"{kind} {uri}")
+        return succeed(Held(self.log, uri, kind))
+
+    def subscribe(self, handler: Any, topic: str, options: Any) -> Deferred[Any]:
+        assert options.details_arg == "details"
+        return self._hold(topic, handler, "subscription")
+
+    def register(self, endpoint: Any, uri: str, options: Any) -> Deferred[Any]:
+        assert options.details_arg == "details" and options.invoke == "roundrobin"
+        return self._hold(uri, endpoint, "registration")
+
+
+async def _refuse(uri: str) -> None:
+    raise ApplicationError(ApplicationError.NOT_AUTHORIZED, f"not authorized: {uri}")
+
+
+SUBSCRIPTION = Subscription(1, "com.example.e", None, None)
+REGISTRATION = Registration(None, 2, "com.example.p", None)
+
+
+def app_bridge() -> tuple[Bridge, Clock, list[Deferred[Any]]]:
+    """A bridge with one subscription and one procedure whose POSTs stay pending."""
+    clock = Clock()
+    posts: list[Deferred[Any]] = []
+
+    def post(url: str, body: bytes, timeout: float) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        posts.append(d)
+        return d
+
+    config = BridgeConfig(
+        listen="127.0.0.1:0",
+        subscriptions=(SubscriptionConfig(topic="com.example.e", url="http://127.0.0.1:1/e"),),
+        procedures=(
+            ProcedureConfig(uri="com.example.p", url="http://127.0.0.1:1/p", invoke="roundrobin"),
+        ),
+    )
+    return Bridge(config, clock=clock, post=post, rand=lambda: 0.5), clock, posts
+
+
+def test_ready_only_once_everything_is_subscribed_and_registered() -> None:
+    bridge, _clock, _posts = app_bridge()
+    refusing = SettingUp(refuse="com.example.p")
+    failed: list[Failure] = []
+    bridge._set_up(refusing).addErrback(failed.append)  # type: ignore[arg-type]
+    assert not bridge.ready and failed and failed[0].check(ApplicationError)
+    session = SettingUp()
+    bridge._set_up(session)  # type: ignore[arg-type]
+    assert bridge.ready and bridge.session is session
+    assert session.log == ["subscription com.example.e", "registration com.example.p"]
+
+
+def test_the_drain_unsubscribes_first_and_unregisters_after_the_invocations() -> None:
+    """503 from the start; events already queued and invocations in flight finish; the
+    registration goes only after them (a router fails an invocation whose registration
+    went away)."""
+    bridge, clock, posts = app_bridge()
+    session = SettingUp()
+    bridge._set_up(session)  # type: ignore[arg-type]
+    details = EventDetails(SUBSCRIPTION, publication=7, topic="com.example.e")
+    session.handlers["com.example.e"]("x", details=details)  # a delivery in flight
+    invocation = session.handlers["com.example.p"](1, details=CallDetails(REGISTRATION))
+    assert len(posts) == 2
+
+    drained = bridge.drain(5.0)
+    assert not drained.called and not bridge.ready
+    status, body = answer(request(bridge, clock, "/v1/publish", {"topic": "com.example.t"}))
+    assert (status, body["error"]) == (503, "wampd.error.shutting_down")
+    assert session.log[-1] == "unsubscribe com.example.e"
+    with pytest.raises(ApplicationError, match="stopping"):  # new invocations: unavailable
+        session.handlers["com.example.p"](2, details=CallDetails(REGISTRATION))
+    posts[0].callback(Reply(204))  # the delivery
+    assert not drained.called
+    posts[1].callback(Reply(200, b'{"args": [1]}'))  # the invocation
+    assert invocation.called and drained.called
+    assert session.log[-1] == "unregister com.example.p"
+
+
+def test_a_drain_out_of_time_abandons_what_is_left() -> None:
+    notes: list[Any] = []
+    bridge, clock, posts = app_bridge()
+    bridge._delivery_note = notes.append  # type: ignore[method-assign,assignment]
+    for deliveries in bridge.deliveries.values():
+        deliveries._note = notes.append
+    session = SettingUp()
+    bridge._set_up(session)  # type: ignore[arg-type]
+    for n in range(3):
+        details = EventDetails(SUBSCRIPTION, publication=n)
+        session.handlers["com.example.e"](n, details=details)
+    drained = bridge.drain(2.0)
+    clock.advance(2.0)
+    assert drained.called
+    abandoned = [note.publication for note in notes if note.outcome == "abandoned"]
+    assert sorted(abandoned) == [0, 1, 2]
+    assert posts[0].called  # the one in flight was cancelled

@@ -10,6 +10,7 @@ import gc
 import io
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -439,3 +440,21 @@ def test_the_bridge_is_a_supervised_component_with_a_listener_of_its_own() -> No
         (8091, "127.0.0.1")
     ]
     assert list(daemon.supervisors) == ["bridge"]
+
+
+def test_the_bridge_token_and_signing_secret_are_masked_too(tmp_path: Path) -> None:
+    token, signing = tmp_path / "token", tmp_path / "signing"
+    token.write_text("bridge-t0ken\n")
+    signing.write_text("signing-s3cret\n")
+    config = parse_config(
+        {
+            "router": {"url": "ws://127.0.0.1:1/ws", "realm": "realm1"},
+            "bridge": {
+                "listen": "127.0.0.1:8091",
+                "token_file": str(token),
+                "signing": {"key": "app", "secret_file": str(signing)},
+            },
+        },
+        environ={},
+    )
+    assert secrets(config) == ["bridge-t0ken", "signing-s3cret"]

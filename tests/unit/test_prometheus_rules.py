@@ -4,8 +4,9 @@
 scrape config and the rules and runs the rules' unit tests; a missing promtool fails the
 tests (never skips them). The static tests parse every expression of the rules and of the
 dashboard and check each metric, label and label value against what
-:class:`wampd.metrics.Metrics` really registers, so a renamed series cannot leave a silent
-"no data" panel or an alert that can never fire.
+:class:`wampd.metrics.Metrics` (and, for a daemon whose ``[bridge]`` listens,
+:class:`wampd.metrics.BridgeMetrics`) really registers, so a renamed series cannot leave a
+silent "no data" panel or an alert that can never fire.
 
 The helpers here (:func:`rule_exprs`, :func:`dashboard_exprs`, ...) are shared with
 ``tests/integration/test_prometheus_grafana.py``.
@@ -26,7 +27,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from wampd.events import Event, EventName, State
-from wampd.metrics import LEAVE_REASONS, OUTCOMES, Metrics
+from wampd.metrics import BRIDGE_ROUTES, LEAVE_REASONS, OUTCOMES, BridgeMetrics, Metrics
+from wampd.webhooks import Outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -42,10 +44,28 @@ SEVERITIES = {"critical", "warning", "info"}
 TARGET_LABELS = {"job", "instance"}
 #: Alerts about the scrape target itself: no component label exists on them.
 TARGET_ALERTS = {"WampdTargetDown", "WampdTargetAbsent"}
+#: Alerts on the sidecar bridge's series, which have no component label either: the label
+#: each one's summary and description name instead (besides the instance).
+BRIDGE_ALERTS = {
+    "WampdBridgeDeadLetters": "subscription",
+    "WampdBridgeEventsDropped": "subscription",
+    "WampdBridgeQueueBacklog": "subscription",
+    "WampdBridgeErrors": "instance",
+    "WampdBridgeCallbackFailures": "procedure",
+}
+#: The title of the dashboard's row of bridge panels.
+BRIDGE_ROW = "Sidecar bridge"
+#: The HTTP statuses the bridge answers with (wampd.routes, wampd.crossbar), as its
+#: ``code`` label spells them; 499: the client went away before the answer.
+BRIDGE_CODES = {"200", "400", "401", "403", "404", "405", "413", "499", "500", "502", "503", "504"}
+#: The outcomes of an invocation answered by the app's callback (wampd.callbacks.Note).
+INVOCATION_OUTCOMES = {"ok", "error", "runtime_error", "timeout", "unavailable", "cancelled"}
 
 _METRIC = re.compile(r"(?<![A-Za-z0-9_:])wampd_[a-z_]+")
 _SELECTOR = re.compile(r"(?<![A-Za-z0-9_:])(wampd_[a-z_]+)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+#: A regular expression that is only literal words, or-ed: ``timeout|unavailable``.
+_ALTERNATIVES = re.compile(r"[A-Za-z0-9_/-]+(\|[A-Za-z0-9_/-]+)*")
 _RECORD_NAME = re.compile(r"^[a-z_]+:(wampd_[a-z_]+):[a-z0-9_]+$")
 
 
@@ -118,9 +138,11 @@ def exported() -> dict[str, set[str]]:
     strips ``_total`` from counter family names) is the series ``x_total``; a histogram
     ``x`` is ``x_bucket`` (with ``le``), ``x_sum`` and ``x_count``, never ``x`` itself.
     ``_created`` series are left out: they are not part of wampd's documented metrics.
+    The bridge's series are included (a daemon whose ``[bridge]`` listens has them).
     """
     registry = CollectorRegistry()
     metrics = Metrics(registry, ["x"])
+    BridgeMetrics(registry, ["s"], ["p"])
     # A leave reason's series appears with its first leave: make one.
     metrics(
         Event(
@@ -158,19 +180,48 @@ def label_values() -> dict[str, set[str]]:
     }
 
 
+def bridge_label_values() -> dict[str, dict[str, set[str]]]:
+    """``{bridge series: {label: values}}``: the bridge's bounded labels, series by series
+    (its ``outcome`` labels are not the connection attempts')."""
+    requests = {"route": set(BRIDGE_ROUTES), "code": BRIDGE_CODES}
+    return {
+        "wampd_bridge_requests_total": requests,
+        "wampd_bridge_request_duration_seconds_bucket": {"route": set(BRIDGE_ROUTES)},
+        "wampd_bridge_deliveries_total": {"outcome": {o.value for o in Outcome}},
+        "wampd_bridge_invocations_total": {"outcome": INVOCATION_OUTCOMES},
+    }
+
+
+def values_of(name: str) -> dict[str, set[str]]:
+    """The bounded labels' values of series ``name``."""
+    if name.startswith("wampd_bridge_"):
+        return bridge_label_values().get(name, {})
+    return label_values()
+
+
 def problems_in(where: str, expr: str, series: dict[str, set[str]]) -> list[str]:
-    """What is wrong with the wampd series ``expr`` selects: unknown names, labels, values."""
+    """What is wrong with the wampd series ``expr`` selects: unknown names, labels, values
+    (an equality matcher on a value that never exists, a regular expression that matches
+    none of them)."""
     found: list[str] = []
     for name in _METRIC.findall(expr):
         if name not in series:
             found.append(f"{where}: {name} is not a series wampd exports")
-    values = label_values()
     for name, matchers in _SELECTOR.findall(expr):
+        values = values_of(name)
         for label, op, value in _MATCHER.findall(matchers):
             if name in series and label not in series[name] | TARGET_LABELS:
                 found.append(f"{where}: {name} has no label {label!r}")
-            if op == "=" and label in values and value not in values[label]:
-                found.append(f"{where}: {name}{{{label}={value!r}}} never exists")
+            known = values.get(label)
+            if known is None:
+                continue  # not a bounded label (component, job, ...)
+            if op in ("=", "!=") and value not in known:
+                found.append(f"{where}: {name}{{{label}{op}{value!r}}} never exists")
+            if op == "=~" and not any(re.fullmatch(value, v) for v in known):
+                found.append(f"{where}: {name}{{{label}=~{value!r}}} matches nothing")
+            if op == "=~" and _ALTERNATIVES.fullmatch(value):  # a|b|c: each one exists
+                for alternative in sorted(set(value.split("|")) - known):
+                    found.append(f"{where}: {name}{{{label}={alternative!r}}} never exists")
     return found
 
 
@@ -257,6 +308,7 @@ def test_every_alert_has_for_severity_summary_and_description() -> None:
         "WampdTargetAbsent",
         "WampdGaveUp",
         "WampdKeepaliveTimeouts",
+        *BRIDGE_ALERTS,
     }
     for alert in alerts:
         name = alert["alert"]
@@ -264,9 +316,50 @@ def test_every_alert_has_for_severity_summary_and_description() -> None:
         assert alert["labels"]["severity"] in SEVERITIES, name
         annotations = alert["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), name
-        if name not in TARGET_ALERTS:
+        if name in BRIDGE_ALERTS:
+            # The bridge's series have no component: the alert names what it is about.
+            for label in {"instance", BRIDGE_ALERTS[name]}:
+                assert f"{{{{ $labels.{label} }}}}" in annotations["summary"], name
+                assert f"{{{{ $labels.{label} }}}}" in annotations["description"], name
+        elif name not in TARGET_ALERTS:
             assert "{{ $labels.component }}" in annotations["summary"], name
             assert "{{ $labels.component }}" in annotations["description"], name
+
+
+def test_bridge_alerts_select_the_bridge_series_they_are_about() -> None:
+    """Each bridge alert reads its own series and outcomes, keeps the label it names, and
+    has the severity the README's table gives it (only failing requests are critical)."""
+    rules = {a["alert"]: a for a in alert_rules()}
+    severities = {name: rules[name]["labels"]["severity"] for name in BRIDGE_ALERTS}
+    assert severities == {
+        "WampdBridgeDeadLetters": "warning",
+        "WampdBridgeEventsDropped": "warning",
+        "WampdBridgeQueueBacklog": "warning",
+        "WampdBridgeErrors": "critical",
+        "WampdBridgeCallbackFailures": "warning",
+    }
+    expr = {name: " ".join(rules[name]["expr"].split()) for name in BRIDGE_ALERTS}
+    assert (
+        'wampd_bridge_deliveries_total{outcome="dead_lettered"}[10m]'
+        in expr["WampdBridgeDeadLetters"]
+    )
+    assert 'outcome=~"dropped|abandoned"' in expr["WampdBridgeEventsDropped"]
+    assert expr["WampdBridgeQueueBacklog"] == "wampd_bridge_queue_depth > 1000"
+    assert rules["WampdBridgeQueueBacklog"]["for"] == "10m"
+    # 5xx among the app's requests, neither the readiness probe nor the callees' errors
+    errors = expr["WampdBridgeErrors"]
+    assert 'code=~"5.."' in errors and 'code!="502"' in errors
+    assert errors.count('route!="/v1/ready"') == 2
+    assert errors.endswith("> 0.05") and rules["WampdBridgeErrors"]["for"] == "10m"
+    failures = expr["WampdBridgeCallbackFailures"]
+    assert 'outcome=~"timeout|unavailable|runtime_error"' in failures
+    assert failures.endswith("> 0.1") and rules["WampdBridgeCallbackFailures"]["for"] == "10m"
+    # by (...) keeps the label the annotations name
+    assert "by (job, instance, procedure)" in failures
+    assert "by (job, instance)" in errors
+    readme = (PROMETHEUS_DIR / "README.md").read_text()
+    for name, severity in severities.items():
+        assert re.search(rf"^\| `{name}` \|.*\| {severity} \|$", readme, re.M), name
 
 
 def test_session_down_spares_a_session_stopped_on_purpose() -> None:
@@ -319,6 +412,10 @@ def test_dashboard_queries_use_only_series_wampd_exports() -> None:
             "wampd_outage_duration_seconds_count",
             "wampd_reactor_lag_seconds_sum",
             "wampd_reactor_lag_seconds_count",
+            "wampd_bridge_request_duration_seconds_sum",
+            "wampd_bridge_request_duration_seconds_count",
+            "wampd_bridge_invocation_duration_seconds_sum",
+            "wampd_bridge_invocation_duration_seconds_count",
         }
     )
     assert unused == set(), "series no panel shows"
@@ -397,6 +494,114 @@ def test_dashboard_has_the_panels_operators_look_for() -> None:
         "histogram_quantile(0.99, sum by (instance, le) (rate(wampd_reactor_lag_seconds_bucket",
     ):
         assert needle in everything, needle
+
+
+def bridge_panels(dashboard: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The panels of the "Sidecar bridge" row: those after it, up to the next row."""
+    dashboard = dashboard or load_dashboard()
+    found: list[dict[str, Any]] | None = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            if found is not None:
+                break
+            if panel["title"] == BRIDGE_ROW:
+                found = list(panel.get("panels", []))  # nested when collapsed
+            continue
+        if found is not None:
+            found.append(panel)
+    assert found is not None, f"no {BRIDGE_ROW!r} row"
+    return found
+
+
+def test_dashboard_has_a_sidecar_bridge_row() -> None:
+    """Requests by route and status class, request latency, webhook deliveries and queue
+    depth, invocations and their duration: every bridge series, in the bridge's row only."""
+    found = bridge_panels()
+    by_title = {panel["title"]: panel for panel in found}
+    assert list(by_title) == [
+        "Bridge requests per second, by route and status class",
+        "Bridge request latency (p50, p99 over 5m)",
+        "Webhook deliveries per second, by outcome",
+        "Webhook queue depth",
+        "Invocations per second, by outcome",
+        "Invocation duration (p99 over 5m)",
+    ]
+
+    def exprs(title: str) -> list[str]:
+        return [target["expr"] for target in by_title[title]["targets"]]
+
+    def unit(title: str) -> str:
+        unit: str = by_title[title]["fieldConfig"]["defaults"]["unit"]
+        return unit
+
+    requests = exprs("Bridge requests per second, by route and status class")
+    assert [re.findall(r'code=~"([^"]+)"', e) for e in requests] == [["2.."], ["4.."], ["5.."]]
+    assert all(
+        e.startswith("sum by (instance, route) (rate(wampd_bridge_requests_") for e in requests
+    )
+    assert unit("Bridge requests per second, by route and status class") == "reqps"
+    assert exprs("Bridge request latency (p50, p99 over 5m)") == [
+        f"histogram_quantile({q}, sum by (instance, route, le) "
+        "(rate(wampd_bridge_request_duration_seconds_bucket"
+        '{job=~"$job", instance=~"$instance"}[5m])))'
+        for q in ("0.5", "0.99")
+    ]
+    assert unit("Bridge request latency (p50, p99 over 5m)") == "s"
+    (deliveries,) = exprs("Webhook deliveries per second, by outcome")
+    assert "sum by (instance, subscription, outcome) (rate(wampd_bridge_deliveries_total{" in (
+        deliveries
+    )
+    assert unit("Webhook deliveries per second, by outcome") == "ops"
+    (depth,) = exprs("Webhook queue depth")
+    assert "sum by (instance, subscription) (wampd_bridge_queue_depth{" in depth
+    assert unit("Webhook queue depth") == "short"
+    (invocations,) = exprs("Invocations per second, by outcome")
+    assert "sum by (instance, procedure, outcome) (rate(wampd_bridge_invocations_total{" in (
+        invocations
+    )
+    assert unit("Invocations per second, by outcome") == "ops"
+    assert exprs("Invocation duration (p99 over 5m)") == [
+        "histogram_quantile(0.99, sum by (instance, procedure, le) "
+        "(rate(wampd_bridge_invocation_duration_seconds_bucket"
+        '{job=~"$job", instance=~"$instance"}[5m])))'
+    ]
+    assert unit("Invocation duration (p99 over 5m)") == "s"
+    for panel in found:
+        for target in panel["targets"]:
+            assert 'job=~"$job", instance=~"$instance"' in target["expr"], panel["title"]
+    # every bridge series (but the histograms' _sum and _count) is in the row, and only there
+    bridge_series = {
+        name
+        for name in exported()
+        if name.startswith("wampd_bridge_") and not name.endswith(("_sum", "_count"))
+    }
+    inside = {n for p in found for t in p["targets"] for n in _METRIC.findall(t["expr"])}
+    assert inside == bridge_series
+    outside = {
+        n
+        for p in panels(load_dashboard())
+        if p not in found
+        for t in p.get("targets", [])
+        for n in _METRIC.findall(t["expr"])
+    }
+    assert not outside & bridge_series
+
+
+def test_dashboard_panels_do_not_overlap() -> None:
+    """Every panel fits the 24-column grid and no two share a cell (rows included)."""
+    dashboard = load_dashboard()
+    taken: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:  # the layout of a collapsed row's panels is its own
+        pos = panel["gridPos"]
+        assert pos["w"] > 0 and pos["h"] > 0 and pos["x"] >= 0 and pos["y"] >= 0, panel["title"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, (panel["title"], taken[(x, y)])
+                taken[(x, y)] = panel["title"]
+    # and top to bottom in the order of the JSON, as Grafana lays them out
+    ys = [panel["gridPos"]["y"] for panel in dashboard["panels"]]
+    assert ys == sorted(ys)
 
 
 def test_grafana_provisioning_files_point_at_the_dashboard() -> None:
