@@ -66,21 +66,26 @@ alternating order (wampd x1, wampd x16, Crossbar; then the reverse); the rows ar
 the two of them compared with the same Crossbar samples.
 
 The receiver is not the limit: each round's progress line shows its highest CPU share
-(at most 10 % of a core), and after the rounds the load generator drives it at 1 and 16
-keep-alive connections (10,000-12,000 requests/s on this shared 2-core machine, ~9x the
-fastest delivery, and the load generator's own limit at least as much as the receiver's).
+(7-10 % of a core in every run so far), and after the rounds the load generator drives it
+at 1 and 16 keep-alive connections: 3,900-18,700 and 8,400-28,000 requests/s on this shared
+2-core machine (the load generator's own limit as much as the receiver's), 6-20 times the
+fastest delivery of the same run.
 
-What the rounds showed (2,000-event bursts, a shared 2-core machine): wampd 1,000-1,450
-events/s at either ``max_inflight``, Crossbar 360-570. Crossbar's forwarder starts every
-event's POST at once (autobahn does not wait for the handler) through treq's pool, which
-keeps only two idle connections per host: about 98 % of the events open a TCP connection
-of their own (the line shows how many), and the router worker -- routing the publisher's
-events too -- runs at 70-90 % of a core, ~1.8 ms of CPU an event, publishing no faster than
-it forwards. Its rate also falls with the burst size (some 1,000 events/s for 200-event
-bursts, as in the smoke run, against ~500 for 2,000). wampd spends ~0.55 ms of CPU an event
-(decoding the event, the JSON body, treq's request over a kept-alive connection) at 60-70 %
-of a core, the rest of the machine busy with the router, the publisher and other work: CPU,
-not the round trip, is its limit, so 16 deliveries in flight gain little over 1 here.
+What the rounds showed (1,500- and 2,000-event bursts, the machine shared with other work,
+so noisy): wampd 490-1,200 events/s at ``max_inflight = 1`` and 540-1,450 at 16, Crossbar
+250-570. Crossbar's forwarder starts every event's POST at once (autobahn does not wait for
+the handler) through treq's pool, which keeps only two idle connections per host: 98 % of
+the events open a TCP connection of their own (the progress line shows how many), and the
+router worker -- routing the publisher's events too -- runs at 60-90 % of a core, some
+2 ms of CPU an event, publishing no faster than it forwards. Its rate also falls with the
+burst size (~1,000 events/s for 200-event bursts, as in the smoke run, where it can beat
+wampd). wampd delivers over a handful of kept-alive
+connections at ~0.6-0.8 ms of CPU an event, at 40-75 % of a core while the rest of the
+machine is busy (the router, the publisher, other work): on a busy machine CPU, not the
+round trip, is its limit and 16 deliveries in flight gain little over 1 (on a quieter one
+16 doubled it: 1,680 against 880). cProfile of wampd over bursts at both settings: treq's
+``request`` is ~40 % of its time (its per-request URL handling -- hyperlink and idna,
+for the same URL every time -- alone ~10 %), autobahn's WebSocket and WAMP decoding ~12 %.
 """
 
 from __future__ import annotations
