@@ -231,6 +231,20 @@ def _raise_open_files_limit(most: int = 65536) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def _quiet_garbage_collector() -> None:
+    """Everything imported and built so far -- Twisted, autobahn, the components, the
+    service tree -- is there for the process's life: move it out of the collector's sight
+    (``gc.freeze``), and collect the young generation less often. A full collection then
+    walks the objects made since start only, instead of pausing the reactor for a few
+    milliseconds each time (seen in the bridge's p99 latency), and cycles are still
+    collected."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20000, 50, 100)
+
+
 def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str]) -> int:
     """``wampd run``: the daemon's service tree under :func:`twisted.internet.task.react`,
     with wampd's own signal handlers and sd_notify; returns the exit status."""
@@ -257,6 +271,7 @@ def _run(config: Config, factories: Mapping[str, Any], environ: Mapping[str, str
             environ=environ,
             log_lines_dropped=lambda: output.dropped,
         )
+        _quiet_garbage_collector()
 
         def on_signal(signum: int, frame: Any) -> None:
             reactor.callFromThread(daemon.signalled, signal.Signals(signum).name)

@@ -41,11 +41,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from autobahn.wamp.exception import ApplicationError, InvalidUriError, TransportLost
 from autobahn.wamp.types import CallOptions, CallResult, PublishOptions
-from twisted.internet.defer import Deferred, TimeoutError, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import version as server_version
 
 from .http import QuietChannel, QuietSite
 from .metrics import BRIDGE_ROUTES
@@ -116,9 +118,18 @@ def make_site(bridge: Bridge, more: Callable[[Api], dict[bytes, IResource]]) -> 
     v1.putChild(b"publish", cast(IResource, _Route(api, "/v1/publish", api.publish)))
     v1.putChild(b"call", cast(IResource, _Route(api, "/v1/call", api.call)))
     v1.putChild(b"ready", cast(IResource, _Ready(api)))
-    for name, resource in more(api).items():
+    extra = more(api)
+    for name, resource in extra.items():
         root.putChild(name, resource)
-    return _BridgeSite(root, api)
+    site = _BridgeSite(root, api)
+    for path, leaf in (
+        (b"/v1/publish", v1.children[b"publish"]),
+        (b"/v1/call", v1.children[b"call"]),
+        (b"/v1/ready", v1.children[b"ready"]),
+        *((b"/" + name, r) for name, r in extra.items()),
+    ):
+        site.leaves[path] = (cast(Resource, leaf), path.strip(b"/").split(b"/"))
+    return site
 
 
 #: Seconds a client has for a request's line and headers, from its first byte (a client
@@ -133,6 +144,20 @@ class _BridgeChannel(QuietChannel):
 
     _phase = "idle"  # idle -> headers -> body -> handling -> idle
     _deadline: Any = None
+    _host: Any = None
+    _peer: Any = None
+
+    # Every request asks its channel for both; each is a system call. A connection's two
+    # ends do not change.
+    def getHost(self) -> Any:
+        if self._host is None:
+            self._host = super().getHost()  # type: ignore[no-untyped-call]
+        return self._host
+
+    def getPeer(self) -> Any:
+        if self._peer is None:
+            self._peer = super().getPeer()  # type: ignore[no-untyped-call]
+        return self._peer
 
     def dataReceived(self, data: bytes) -> None:
         if self._phase == "idle" and data.strip():
@@ -179,13 +204,28 @@ class _BridgeSite(QuietSite):
     protocol = _BridgeChannel
 
     def __init__(self, root: Resource, api: Api) -> None:
+        # The bodies are JSON: never parse them as forms into request.args (Twisted parses
+        # every POST's Content-Type with the email package for that).
         super().__init__(  # type: ignore[no-untyped-call]
-            root, reactor=api.bridge.clock, timeout=IDLE_TIMEOUT
+            root,
+            reactor=api.bridge.clock,
+            timeout=IDLE_TIMEOUT,
+            parsePOSTFormSubmission=False,
         )
+        #: The leaf routes by exact path, served without walking the resource tree.
+        self.leaves: dict[bytes, tuple[Resource, list[bytes]]] = {}
+        self._date: tuple[int, bytes] = (-1, b"")
         self.displayTracebacks = False
         self.requestFactory = _Request
         self.api = api
         self.max_body = api.bridge.config.max_body
+
+    def date(self) -> bytes:
+        """The Date header's value, formatted once a second."""
+        now = int(self.api.bridge.clock.seconds())
+        if now != self._date[0]:
+            self._date = (now, datetimeToString(now))
+        return self._date[1]
 
     def too_large(self, target: bytes, size: int) -> tuple[bytes, bytes]:
         """Count a body to ``target`` refused for its ``size``; the answer's content type
@@ -210,6 +250,24 @@ class _Request(Request):
     size so far) says so: a 413 and the connection closed, the body never buffered."""
 
     refused_large = False
+
+    def process(self) -> None:
+        """A known route is served at once; anything else as twisted.web does."""
+        site = self._site()
+        found = site.leaves.get(self.path)
+        if found is None:
+            super().process()  # type: ignore[no-untyped-call]
+            return
+        resource, prepath = found
+        self.site = site
+        self.setHeader(b"server", server_version)  # type: ignore[no-untyped-call]
+        self.setHeader(b"date", site.date())  # type: ignore[no-untyped-call]
+        self.prepath, self.postpath = list(prepath), []
+        self.sitepath: list[bytes] = []
+        try:
+            self.render(resource)  # type: ignore[no-untyped-call]
+        except Exception:
+            self.processingFailed(Failure())  # type: ignore[no-untyped-call]
 
     def gotLength(self, length: int | None) -> None:
         self._received = 0
@@ -251,6 +309,7 @@ class Api:
     def __init__(self, bridge: Bridge, token: Token | None) -> None:
         self.bridge = bridge
         self.token = token
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def now(self) -> float:
         """The reactor's time: the wall clock's (a Clock's, in tests)."""
@@ -322,7 +381,9 @@ class Api:
         if status == 503:
             request.setHeader(b"retry-after", str(RETRY_AFTER).encode())
         self.count(route, status, started)
-        return json.dumps(body, default=str).encode() + b"\n"
+        data = json.dumps(body, default=str).encode() + b"\n"
+        request.setHeader(b"content-length", b"%d" % len(data))  # not chunked: one write
+        return data
 
     def error(self, request: Request, route: str, refused: Refused, started: float) -> bytes:
         body = {"error": refused.error, "args": refused.details, "kwargs": refused.kwargs}
@@ -330,10 +391,16 @@ class Api:
 
     def count(self, route: str, status: int, started: float) -> None:
         metrics = self.bridge.metrics
-        if metrics is not None:
-            metrics.requests.labels(route, str(status)).inc()
-            seconds = self.bridge.clock.seconds() - started
-            metrics.request_duration.labels(route).observe(seconds)
+        if metrics is None:
+            return
+        series = self._series.get((route, status))
+        if series is None:  # labels() looks up, under a lock: once per route and status
+            series = self._series[route, status] = (
+                metrics.requests.labels(route, str(status)),
+                metrics.request_duration.labels(route),
+            )
+        series[0].inc()
+        series[1].observe(self.bridge.clock.seconds() - started)
 
     def run(
         self,
@@ -345,30 +412,50 @@ class Api:
         failed: Callable[[Refused], bytes],
     ) -> int:
         """Run ``handle`` for ``request`` within ``call_timeout``; write ``ok``'s or
-        ``failed``'s answer -- unless the app went away, which cancels the call."""
-        bridge = self.bridge
-        bridge.request_began()
-        d = maybeDeferred(handle, body)  # autobahn checks a URI before sending: raises
-        timeout = bridge.config.call_timeout
-        d.addTimeout(timeout, bridge.clock)  # type: ignore[arg-type]
-        gone: list[Failure] = []
+        ``failed``'s answer -- unless the app went away, which cancels the call.
 
-        def went_away(failure: Failure) -> None:
-            gone.append(failure)
+        One timer and one callback per request: this is the bridge's hot path."""
+        bridge = self.bridge
+        timeout = bridge.config.call_timeout
+        try:
+            d = handle(body)
+        except Exception:  # autobahn checks a URI before sending: raises
+            request.write(failed(refusal(Failure(), timeout)))
+            request.finish()
+            return NOT_DONE_YET
+        bridge.request_began()
+        # [the timer, whether it fired, whether the app went away]
+        state: list[Any] = [None, False, False]
+
+        def expire() -> None:
+            state[0], state[1] = None, True
             d.cancel()
 
+        def went_away(_: Failure) -> None:
+            state[2] = True
+            d.cancel()
+
+        state[0] = bridge.clock.callLater(timeout, expire)
         request.notifyFinish().addErrback(went_away)
 
-        def write(answer: Callable[[], bytes]) -> None:
-            if not gone:
-                request.write(answer())
-                request.finish()
+        def done(result: Any) -> None:
+            timer = state[0]
+            if timer is not None:
+                state[0] = None
+                timer.cancel()
+            bridge.request_ended()
+            if state[2]:
+                return  # nobody to answer
+            if isinstance(result, Failure):
+                if state[1] and result.check(CancelledError):
+                    result = Failure(TimeoutError())
+                answer = failed(refusal(result, timeout))
+            else:
+                answer = ok(result)
+            request.write(answer)
+            request.finish()
 
-        d.addCallbacks(
-            lambda result: write(lambda: ok(result)),
-            lambda failure: write(lambda: failed(refusal(failure, timeout))),
-        )
-        d.addBoth(lambda _: bridge.request_ended())
+        d.addBoth(done)
         return NOT_DONE_YET
 
 
