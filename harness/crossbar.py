@@ -42,6 +42,8 @@ AGENT_AUTHID = "agent"
 AGENT_TICKET = "tkt-7Hq2x-agent"
 CRA_AUTHID = "cra-agent"
 CRA_SECRET = "cra-9Zx4w-key"
+#: Crossbar's HTTP bridge services on the web transport: each holds a session.
+BRIDGE_SERVICES = 4
 #: The key and secret of the signed HTTP bridge paths (``/publish-signed``, ``/call-signed``).
 BRIDGE_KEY = "bridge-key"
 BRIDGE_SECRET = "bridge-9Qw3e-secret"
@@ -229,6 +231,9 @@ class CrossbarRouter(ProcessHost):
         self.cbdir.mkdir(parents=True, exist_ok=True)
         config = router_config(self.port, realm, components)
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        #: Sessions the node holds of its own once started: one per HTTP bridge service
+        #: (publisher, caller, and their signed variants) and one per component.
+        self.own_sessions = BRIDGE_SERVICES + len(components or ())
         super().__init__()
         self._paused = False
         self.startup_seconds: float | None = None

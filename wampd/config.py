@@ -408,7 +408,7 @@ class SigningConfig:
     )
     max_skew: float = _number(
         300.0,
-        "seconds a signed request's timestamp may be off from now; older ones are replays",
+        "seconds a signed request's timestamp may be off from now, either way",
         exclusive=True,
     )
 
