@@ -5,7 +5,6 @@ a caller's cancel reaching the HTTP request, and the Note every invocation ends 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -19,48 +18,12 @@ from twisted.python.failure import Failure
 
 from wampd.callbacks import RUNTIME_ERROR, UNAVAILABLE, Callback, Note
 from wampd.config import ProcedureConfig
-from wampd.outbound import Reply, ReplyTooLarge
+from wampd.outbound import ReplyTooLarge
+
+from .fakes import App
 
 URL = "http://127.0.0.1:8000/rpc/add"
 URI = "com.example.add"
-
-
-@dataclass
-class Posted:
-    url: str
-    body: bytes
-    timeout: float
-    deferred: Deferred[Reply] = field(init=False)
-    cancelled: bool = False
-
-    def __post_init__(self) -> None:
-        self.deferred = Deferred(self._cancel)
-
-    def _cancel(self, _: Deferred[Reply]) -> None:
-        self.cancelled = True
-
-    def reply(self, status: int, body: bytes = b"") -> None:
-        self.deferred.callback(Reply(status, body, None, "application/json"))
-
-    def fail(self, exc: BaseException) -> None:
-        self.deferred.errback(Failure(exc))
-
-
-class App:
-    """The app's side of :data:`wampd.outbound.Post`: records every POST, answers none by
-    itself."""
-
-    def __init__(self) -> None:
-        self.posts: list[Posted] = []
-
-    def __call__(self, url: str, body: bytes, timeout: float) -> Deferred[Reply]:
-        posted = Posted(url, body, timeout)
-        self.posts.append(posted)
-        return posted.deferred
-
-    @property
-    def last(self) -> Posted:
-        return self.posts[-1]
 
 
 def make(**settings: Any) -> tuple[Callback, App, Clock, list[Note]]:

@@ -5,74 +5,20 @@ bounds, and what a stop abandons -- every outcome as the Note the bridge logs an
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 from wampd.config import SubscriptionConfig
-from wampd.outbound import Reply, ReplyTooLarge
+from wampd.outbound import ReplyTooLarge
 from wampd.webhooks import RETRY_BACKOFF, Deliveries, Event, Note, Outcome, payload_json
 
+from .fakes import App
+
 URL = "http://127.0.0.1:8000/hooks/orders"
-
-
-@dataclass
-class Posted:
-    """One POST the deliveries made, for the test to answer."""
-
-    url: str
-    body: bytes
-    timeout: float
-    deferred: Deferred[Reply] = field(init=False)
-    cancelled: bool = False
-
-    def __post_init__(self) -> None:
-        self.deferred = Deferred(self._cancel)
-
-    def _cancel(self, _: Deferred[Reply]) -> None:
-        self.cancelled = True
-
-    @property
-    def json(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self.body)
-        return value
-
-    @property
-    def publication(self) -> int:
-        value: int = self.json["publication"]
-        return value
-
-    def reply(self, status: int, retry_after: float | None = None) -> None:
-        self.deferred.callback(Reply(status, b"", retry_after))
-
-    def fail(self, exc: BaseException) -> None:
-        self.deferred.errback(Failure(exc))
-
-
-class App:
-    """The app's side of :data:`wampd.outbound.Post`: records every POST, answers none by
-    itself."""
-
-    def __init__(self) -> None:
-        self.posts: list[Posted] = []
-
-    def __call__(self, url: str, body: bytes, timeout: float) -> Deferred[Reply]:
-        posted = Posted(url, body, timeout)
-        self.posts.append(posted)
-        return posted.deferred
-
-    @property
-    def pending(self) -> list[Posted]:
-        return [p for p in self.posts if not p.deferred.called]
-
-    @property
-    def last(self) -> Posted:
-        return self.posts[-1]
 
 
 def make(**settings: Any) -> tuple[Deliveries, App, Clock, list[Note]]:
