@@ -156,6 +156,17 @@ def _word(doc: str) -> Any:
     return setting(None, doc=doc, schema=_WORD, read=lambda t, key, d: t.word(key))
 
 
+def _required_word(doc: str, example: str) -> Any:
+    """A string without whitespace that must be given (a host, a key, a URI)."""
+    return setting(
+        doc=doc,
+        required=True,
+        example=example,
+        schema=_WORD,
+        read=lambda t, key, d: t.word(key),
+    )
+
+
 def _tls_file(doc: str) -> Any:
     return setting(None, doc=doc, schema=_TEXT, read=lambda t, key, d: _read_tls_file(t, key))
 
@@ -199,13 +210,7 @@ class TLSConfig:
 class ProxyConfig:
     """An HTTP ``CONNECT`` proxy to reach the router through."""
 
-    host: str = setting(
-        doc="the proxy's host",
-        required=True,
-        example="proxy",
-        schema=_WORD,
-        read=lambda t, key, d: t.word(key),
-    )
+    host: str = _required_word("the proxy's host", "proxy")
     port: int = setting(
         doc="the proxy's port",
         required=True,
@@ -392,13 +397,7 @@ class SigningConfig:
     """Crossbar-style signed requests to ``/publish`` and ``/call``: the query string's
     ``key``, ``timestamp``, ``seq``, ``nonce`` and ``signature`` (HMAC-SHA256)."""
 
-    key: str = setting(
-        doc="the key the app signs with (the query string's key=)",
-        required=True,
-        example="app",
-        schema=_WORD,
-        read=lambda t, key, d: t.word(key),
-    )
+    key: str = _required_word("the key the app signs with (the query string's key=)", "app")
     secret_file: str = setting(
         doc="a file holding the signing secret; re-read when the file changes",
         required=True,
@@ -410,16 +409,6 @@ class SigningConfig:
         300.0,
         "seconds a signed request's timestamp may be off from now, either way",
         exclusive=True,
-    )
-
-
-def _uri_setting(doc: str, example: str) -> Any:
-    return setting(
-        doc=doc,
-        required=True,
-        example=example,
-        schema=_WORD,
-        read=lambda t, key, d: t.word(key),
     )
 
 
@@ -446,7 +435,7 @@ def _http_url(doc: str, example: str) -> Any:
 class SubscriptionConfig:
     """One ``[[bridge.subscription]]``: WAMP events on ``topic``, POSTed to ``url``."""
 
-    topic: str = _uri_setting(
+    topic: str = _required_word(
         "the topic (or pattern, with match) to subscribe to", "com.example.orders"
     )
     match: str = _choice("exact", "exact | prefix | wildcard", _MATCHES)
@@ -484,7 +473,9 @@ class SubscriptionConfig:
 class ProcedureConfig:
     """One ``[[bridge.procedure]]``: WAMP calls to ``uri``, POSTed to ``url``."""
 
-    uri: str = _uri_setting("the procedure (or pattern, with match) to register", "com.example.add")
+    uri: str = _required_word(
+        "the procedure (or pattern, with match) to register", "com.example.add"
+    )
     match: str = _choice("exact", "exact | prefix | wildcard", _MATCHES)
     url: str = _http_url("each invocation is POSTed here as JSON", "http://127.0.0.1:8000/rpc/add")
     timeout: float = _number(
