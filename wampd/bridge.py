@@ -40,6 +40,7 @@ from .config import BridgeConfig
 from .crossbar import crossbar_routes
 from .metrics import BridgeMetrics
 from .outbound import Post
+from .outbox import Outbox
 from .routes import make_site
 from .webhooks import Deliveries, Event, Outcome
 
@@ -94,6 +95,10 @@ class Bridge:
         self._requests_idle: list[Deferred[None]] = []
         self._held: list[Any] = []  # the session's subscriptions and registrations
         self._site: Site | None = None
+        #: The durable outbox /v1/publish stores into (None: publishes go straight out).
+        self.outbox: Outbox | None = None
+        self._drain_waiters: list[Deferred[None]] = []
+        self._drained = False
 
     # -- the session ----------------------------------------------------------------------
 
@@ -250,7 +255,22 @@ class Bridge:
 
         timer = self.clock.callLater(timeout, out_of_time)
         done.addBoth(lambda _: finished())
+        ended.addCallback(self._drain_ended)
         return ended
+
+    def _drain_ended(self, _: object) -> None:
+        self._drained = True
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def drained(self) -> Deferred[None]:
+        """Fires once a drain has ended (at once if none began)."""
+        if self._drained or not self.draining:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._drain_waiters.append(d)
+        return d
 
     # -- what happened, into the logs and metrics ---------------------------------------------
 

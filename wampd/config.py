@@ -46,6 +46,7 @@ from .spec import Setting, default_of, keys, schema, setting, settings
 __all__ = [
     "BRIDGE_COMPONENT",
     "DEFAULT_FATAL_ERRORS",
+    "OUTBOX_COMPONENT",
     "AuthConfig",
     "BridgeConfig",
     "ComponentSpec",
@@ -53,6 +54,7 @@ __all__ = [
     "HTTPConfig",
     "KeepaliveConfig",
     "LogConfig",
+    "OutboxConfig",
     "ProcedureConfig",
     "ProxyConfig",
     "ReconnectConfig",
@@ -74,6 +76,9 @@ __all__ = [
 
 #: The name of the bridge's supervised session (in events, logs and metric labels).
 BRIDGE_COMPONENT: Final = "bridge"
+
+#: The name of the outbox's supervised session.
+OUTBOX_COMPONENT: Final = "outbox"
 
 #: Router errors that end the daemon instead of being retried (see ``[reconnect]``).
 DEFAULT_FATAL_ERRORS: Final[tuple[str, ...]] = (
@@ -541,6 +546,51 @@ class BridgeConfig:
         return _split_listen(self.listen)
 
 
+_OUTBOX_WHEN_FULL: Final = {"reject": "reject", "drop_oldest": "drop_oldest"}
+_SYNC: Final = {"normal": "normal", "full": "full"}
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """The durable outbox: publishes stored on disk, and sent once the router takes them."""
+
+    path: str = setting(
+        "",
+        doc='the SQLite file (relative: to this file\'s folder); "" disables the outbox',
+        schema={"type": "string"},
+        read=lambda t, key, d: _read_store_path(t, key, d),  # noqa: PLW0108 (defined below)
+    )
+    max_messages: int = setting(
+        1000000,
+        doc="messages queued at most; then when_full",
+        schema={"type": "integer", "minimum": 1},
+        read=lambda t, key, d: t.integer(key, d, minimum=1),
+    )
+    max_bytes: int = setting(
+        1073741824,
+        doc="bytes of payload (JSON args, kwargs and options, and topic) queued at most",
+        schema={"type": "integer", "minimum": 1},
+        read=lambda t, key, d: t.integer(key, d, minimum=1),
+    )
+    ttl: float = _number(0.0, "seconds a message may wait before it is dropped; 0 = forever")
+    when_full: str = _choice(
+        "reject", "reject (503 outbox_full) | drop_oldest (evict, counted)", _OUTBOX_WHEN_FULL
+    )
+    sync: str = _choice(
+        "normal", "normal: survives a crash of wampd | full: also a power loss", _SYNC
+    )
+    max_inflight: int = _inflight(
+        100, "publications sent and not yet removed: the most a crash of wampd repeats"
+    )
+    idempotency_window: float = _number(
+        86400.0, "seconds an Idempotency-Key (or a given msg_id) is remembered"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.path != ""
+
+
 @dataclass(frozen=True)
 class LogConfig:
     """Log output: ``format`` auto/json/console, ``level`` debug/info/warn/error/critical."""
@@ -606,6 +656,9 @@ class Config:
     )
     bridge: BridgeConfig = setting(
         BridgeConfig(), doc="the sidecar bridge for apps in other languages", record=BridgeConfig
+    )
+    outbox: OutboxConfig = setting(
+        OutboxConfig(), doc="the durable outbox (off by default)", record=OutboxConfig
     )
     # At least one unless [bridge] is on: a cross-check (_check_config), not required=.
     components: tuple[ComponentSpec, ...] = setting(
@@ -1188,11 +1241,18 @@ def _check_config(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
     components = values.get("components") or ()
     if "components" in fine and not components and not bridged:
         t.problem("component", "at least one [[component]] is required, unless [bridge] listens")
+    outbox = values.get("outbox")
+    stored = isinstance(outbox, OutboxConfig) and outbox.enabled
     for i, component in enumerate(components):
         if bridged and component.name == BRIDGE_COMPONENT:
             t.ctx.problem(
                 f"component[{i}].name",
                 f'"{BRIDGE_COMPONENT}" is the bridge\'s own session while [bridge] listens',
+            )
+        if stored and component.name == OUTBOX_COMPONENT:
+            t.ctx.problem(
+                f"component[{i}].name",
+                f'"{OUTBOX_COMPONENT}" is the outbox\'s own session while [outbox] has a path',
             )
 
 
@@ -1530,6 +1590,23 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _read_store_path(t: _Table, key: str, default: str) -> str:
+    """The outbox's file, resolved against the configuration's folder; not a folder."""
+    if t.raw(key) == "":
+        return default
+    raw = t.string(key)
+    if raw is None:
+        return default
+    if "\x00" in raw:
+        t.problem(key, "must be a file path, got a string with a NUL byte")
+        return default
+    path = t.ctx.resolve(raw)
+    if path.is_dir():
+        t.problem(key, f"{_quote(str(path))} is a folder; give the SQLite file's path in it")
+        return default
+    return str(path)
 
 
 def _read_token_file(t: _Table, key: str) -> str | None:

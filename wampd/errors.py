@@ -12,6 +12,8 @@ __all__ = [
     "EXIT_RETRIES_EXHAUSTED",
     "ConfigError",
     "FatalRouterError",
+    "OutboxFull",
+    "OutboxUnavailable",
     "RetriesExhausted",
     "WampdError",
 ]
@@ -64,3 +66,17 @@ class FatalRouterError(WampdError):
             f"component {component!r}: router rejected the session with {reason}"
             + (f": {message}" if message else "")
         )
+
+
+class OutboxFull(WampdError):
+    """The outbox holds ``max_messages`` or ``max_bytes`` and ``when_full = "reject"``
+    (the bridge answers 503 ``wampd.error.outbox_full``)."""
+
+    error = "wampd.error.outbox_full"
+
+
+class OutboxUnavailable(WampdError):
+    """The outbox's store cannot be written (an unwritable path, a full disk), or there
+    is no ``[outbox]`` (the bridge answers 503 ``wampd.error.outbox_unavailable``)."""
+
+    error = "wampd.error.outbox_unavailable"

@@ -7,7 +7,7 @@ not get a pod restarted. It stops being alive only once a supervisor has given u
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,8 @@ class Health:
 
     def __init__(self, components: Iterable[str]) -> None:
         self.components = {name: ComponentHealth() for name in components}
+        #: More of the report, by key: each called at every probe (the outbox's backlog).
+        self.extras: dict[str, Callable[[], dict[str, Any]]] = {}
 
     def __call__(self, event: Event) -> None:
         health = self.components.setdefault(event.component, ComponentHealth())
@@ -82,4 +84,5 @@ class Health:
             "alive": self.alive,
             "ready": self.ready,
             "components": {name: h.as_dict() for name, h in self.components.items()},
+            **{key: report() for key, report in self.extras.items()},
         }

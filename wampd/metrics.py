@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import autobahn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
@@ -333,6 +333,121 @@ class BridgeMetrics:
             self.queue_depth,
             self.invocations,
             self.invocation_duration,
+        )
+
+
+class _ReadGauge(Collector):
+    """A gauge whose value is read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self._name, self._documentation)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self._name, self._documentation, value=self._read())
+
+
+#: Why the outbox dropped a message it had stored, and why it refused one.
+OUTBOX_DROP_REASONS = ("evicted", "expired")
+OUTBOX_REJECT_REASONS = ("full", "unavailable")
+
+
+class OutboxMetrics:
+    """The durable outbox's series; the gauges are read from the outbox at each scrape.
+
+    :param read: ``(messages, bytes, oldest age in seconds, dead letters)`` now.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, read: Callable[[], tuple[float, float, float, float]]
+    ) -> None:
+        self._read = read
+        self.gauges = (
+            _ReadGauge(
+                "wampd_outbox_messages",
+                "Messages stored and not yet published.",
+                lambda: self._read()[0],
+            ),
+            _ReadGauge(
+                "wampd_outbox_bytes",
+                "Bytes of the messages stored (payload and topic).",
+                lambda: self._read()[1],
+            ),
+            _ReadGauge(
+                "wampd_outbox_oldest_age_seconds",
+                "Seconds the oldest stored message has waited; 0 when there is none.",
+                lambda: self._read()[2],
+            ),
+            _ReadGauge(
+                "wampd_outbox_dead_letters",
+                "Dead letters in the store now.",
+                lambda: self._read()[3],
+            ),
+        )
+        self.available = Gauge(
+            "wampd_outbox_available",
+            "1 while the store can be written; 0 while intake is refused (503).",
+            registry=None,
+        )
+        self.enqueued = Counter(
+            "wampd_outbox_enqueued", "Messages committed to the store.", registry=None
+        )
+        self.published = Counter(
+            "wampd_outbox_published",
+            "Messages acknowledged by the router and removed from the store.",
+            registry=None,
+        )
+        self.dropped = Counter(
+            "wampd_outbox_dropped",
+            "Stored messages dropped unpublished: evicted (when_full = drop_oldest) or "
+            "expired (ttl).",
+            ["reason"],
+            registry=None,
+        )
+        self.dead_lettered = Counter(
+            "wampd_outbox_deadlettered",
+            "Messages the router refused for good, moved to the dead letters.",
+            registry=None,
+        )
+        self.rejected = Counter(
+            "wampd_outbox_rejected",
+            "Messages refused at intake, never stored: full (when_full = reject) or "
+            "unavailable (the store cannot be written).",
+            ["reason"],
+            registry=None,
+        )
+        self.store_resets = Counter(
+            "wampd_outbox_store_resets",
+            "Stores that failed to open or SQLite's check, moved aside for a fresh one.",
+            registry=None,
+        )
+        self.commit_duration = Histogram(
+            "wampd_outbox_commit_duration_seconds",
+            "Seconds each store transaction took, its commit included.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=None,
+        )
+        for reason in OUTBOX_DROP_REASONS:
+            self.dropped.labels(reason)
+        for reason in OUTBOX_REJECT_REASONS:
+            self.rejected.labels(reason)
+        for collector in self.collectors:
+            registry.register(collector)
+
+    @property
+    def collectors(self) -> tuple[Collector, ...]:
+        return (
+            *self.gauges,
+            self.available,
+            self.enqueued,
+            self.published,
+            self.dropped,
+            self.dead_lettered,
+            self.rejected,
+            self.store_resets,
+            self.commit_duration,
         )
 
 

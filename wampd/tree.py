@@ -22,23 +22,32 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.web.server import Site
 
 from .bridge import Bridge
-from .config import BRIDGE_COMPONENT, BridgeConfig
+from .config import BRIDGE_COMPONENT, OUTBOX_COMPONENT, BridgeConfig, OutboxConfig
 from .events import EventHub, Observer
 from .gate import Gate
 from .health import Health
 from .http import make_site, render_registry
 from .logs import EventLogger
-from .metrics import BridgeMetrics, Metrics, ReactorLag
+from .metrics import BridgeMetrics, Metrics, OutboxMetrics, ReactorLag
 from .outbound import Poster
+from .outbox import SHARED_KEY, NoOutbox, Outbox, Writer
 from .supervisor import RetryPolicy, Supervisor
 from .systemd import SystemdNotifier
 from .wamp import SessionFactory, WampConnector, WampSettings
 
-__all__ = ["BridgePlan", "ComponentPlan", "Listener", "Plan", "Tree", "leave_timeout"]
+__all__ = [
+    "BridgePlan",
+    "ComponentPlan",
+    "Listener",
+    "OutboxPlan",
+    "Plan",
+    "Tree",
+    "leave_timeout",
+]
 
 
 def leave_timeout(shutdown_timeout: float) -> float:
@@ -85,6 +94,8 @@ class Plan:
     probe_interval: float = 0.5
     #: The sidecar bridge (its session is one more component, named ``bridge``); None: off.
     bridge: BridgePlan | None = None
+    #: The durable outbox (its session is one more component, named ``outbox``); None: off.
+    outbox: OutboxPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,16 @@ class BridgePlan:
     """The sidecar bridge: its configuration, and where and how its session connects."""
 
     config: BridgeConfig
+    urls: tuple[str, ...]
+    wamp: WampSettings
+    policy: RetryPolicy
+
+
+@dataclass(frozen=True)
+class OutboxPlan:
+    """The durable outbox: its configuration, and where and how its session connects."""
+
+    config: OutboxConfig
     urls: tuple[str, ...]
     wamp: WampSettings
     policy: RetryPolicy
@@ -174,6 +195,63 @@ class _BridgeService(MultiService):
         return stopping.addCallback(lambda _: None)
 
 
+class _OutboxService(MultiService):
+    """The outbox's writer thread, store and session. It starts the writer and opens the
+    store before its session connects. A stop waits for the bridge's drain (whose
+    publishes are still being committed), then for the sender's publications in flight
+    (:data:`OUTBOX_SEND_SHARE` of the shutdown timeout at most), then lets the session
+    leave, and closes the store last."""
+
+    def __init__(
+        self, outbox: Outbox, writer: Writer, send_timeout: float, bridge: Bridge | None
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.outbox, self._writer, self._send_timeout = outbox, writer, send_timeout
+        self._bridge = bridge
+
+    def startService(self) -> None:
+        self._writer.start()
+        self.outbox.start()
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None]:
+        outbox, clock = self.outbox, self.outbox.clock
+        drained = self._bridge.drained() if self._bridge is not None else succeed(None)
+
+        def sent(_: object) -> Deferred[None]:
+            return _within(outbox.sender.stop(), self._send_timeout, clock)
+
+        stopping: Deferred[Any] = drained.addCallback(sent)
+        stopping.addCallback(lambda _: MultiService.stopService(self))
+        stopping.addCallback(lambda _: outbox.stop())
+        stopping.addCallback(lambda _: self._writer.stop())
+        return stopping.addCallback(lambda _: None)
+
+
+def _within(d: Deferred[None], timeout: float, clock: Any) -> Deferred[None]:
+    """``d``, or None after ``timeout`` seconds if it has not fired by then."""
+    out: Deferred[None] = Deferred()
+
+    def late() -> None:
+        if not out.called:
+            out.callback(None)
+
+    timer = clock.callLater(timeout, late)
+
+    def done(_: object) -> None:
+        if timer.active():
+            timer.cancel()
+        if not out.called:
+            out.callback(None)
+
+    d.addBoth(done)
+    return out
+
+
+#: The share of ``shutdown.timeout`` the outbox's sender may take to see its publications
+#: in flight acknowledged, after the bridge's drain.
+OUTBOX_SEND_SHARE = 0.1
+
 #: The share of ``shutdown.timeout`` the bridge's drain may take; its session then has
 #: :data:`BRIDGE_LEAVE_SHARE` to leave, so the whole stop stays within :func:`leave_timeout`.
 DRAIN_SHARE = 0.6
@@ -221,6 +299,31 @@ def _bridge(
     return service, component
 
 
+def _outbox(
+    plan: Plan, o: OutboxPlan, reactor: Any, logger: Any, metrics: Metrics | None
+) -> tuple[Outbox, Writer, ComponentPlan]:
+    """The outbox, its writer thread and its session's component."""
+    holder: list[Outbox] = []
+
+    def read() -> tuple[float, float, float, float]:
+        box = holder[0]
+        return box.stats.messages, box.stats.bytes, box.oldest_age(), box.stats.dead
+
+    outbox_metrics = None
+    if metrics is not None:
+        outbox_metrics = OutboxMetrics(metrics.registry, read)
+        metrics.add_live(*outbox_metrics.collectors)
+    writer = Writer(reactor)
+    outbox = Outbox(
+        o.config, clock=reactor, run=writer, logger=logger, metrics=outbox_metrics, rand=plan.rand
+    )
+    holder.append(outbox)
+    component = ComponentPlan(
+        name=OUTBOX_COMPONENT, make=outbox.make_session, urls=o.urls, wamp=o.wamp, policy=o.policy
+    )
+    return outbox, writer, component
+
+
 class Tree(MultiService):
     """The supervisors of :class:`Plan`'s components, their event hub, health, metrics,
     logs and (optionally) HTTP listener and systemd notifier, as one service.
@@ -251,6 +354,8 @@ class Tree(MultiService):
         names = [component.name for component in plan.components]
         if plan.bridge is not None:
             names.append(BRIDGE_COMPONENT)
+        if plan.outbox is not None:
+            names.append(OUTBOX_COMPONENT)
         self.plan = plan
         self.hub = EventHub()
         self.health = Health(names)
@@ -287,13 +392,12 @@ class Tree(MultiService):
         #: The sidecar bridge (None without ``plan.bridge``), and its listener.
         self.bridge: Bridge | None = None
         self.bridge_listener: Service | None = None
-        components = list(plan.components)
-        bridge_service = None
-        if plan.bridge is not None:
-            bridge_service, bridge_component = _bridge(plan, plan.bridge, reactor, logger, metrics)
-            bridge_service.setServiceParent(self)  # type: ignore[no-untyped-call]
-            components.append(bridge_component)
-            self.bridge, self.bridge_listener = bridge_service.bridge, bridge_service.listener
+        #: The durable outbox (None without ``plan.outbox``).
+        self.outbox: Outbox | None = None
+        held = self._own_sessions(plan, reactor, logger, metrics)
+        components = [*plan.components, *(component for component, _ in held.values())]
+        # What hosted components find in config.shared.
+        shared = {SHARED_KEY: self.outbox if self.outbox is not None else NoOutbox()}
         self.supervisors: dict[str, Supervisor] = {}
         # Components that reach the same router (URLs and realm) share what they know of it.
         sharing = Counter((c.urls, c.wamp.realm) for c in components)
@@ -305,12 +409,12 @@ class Tree(MultiService):
             if n > 1
         }
         for component in components:
-            bridged = bridge_service is not None and component.name == BRIDGE_COMPONENT
             connector = WampConnector(
                 reactor,
                 component.make,
                 component.wamp,
                 component.extra,
+                shared=shared,
                 **component.connector_options,
             )
             supervisor = Supervisor(
@@ -324,13 +428,14 @@ class Tree(MultiService):
                 connect_timeout=component.wamp.connect_timeout,
                 leave_timeout=(
                     max(0.1, plan.shutdown_timeout * BRIDGE_LEAVE_SHARE)
-                    if bridged
+                    if component.name in held
                     else leave_timeout(plan.shutdown_timeout)
                 ),
                 gate=gates.get((component.urls, component.wamp.realm)),
             )
-            # The bridge's session stops after its drain: a child of the bridge's service.
-            parent = bridge_service if bridged else self
+            # The bridge's session stops after its drain: a child of the bridge's service;
+            # the outbox's after its sender: a child of the outbox's.
+            parent = held[component.name][1] if component.name in held else self
             supervisor.setServiceParent(parent)  # type: ignore[no-untyped-call]
             self.supervisors[component.name] = supervisor
         notifier = (
@@ -340,6 +445,36 @@ class Tree(MultiService):
         )
         if notifier is not None:
             _Notify(notifier, self.hub).setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def _own_sessions(
+        self, plan: Plan, reactor: Any, logger: Any, metrics: Metrics | None
+    ) -> dict[str, tuple[ComponentPlan, MultiService]]:
+        """The bridge's and the outbox's services (children of the tree), and each one's
+        session, whose supervisor goes in that service."""
+        own: dict[str, tuple[ComponentPlan, MultiService]] = {}
+        outbox_parts = None
+        if plan.outbox is not None:
+            outbox_parts = _outbox(plan, plan.outbox, reactor, logger, metrics)
+            self.outbox = outbox_parts[0]
+            self.health.extras["outbox"] = self.outbox.report
+        bridge_service = None
+        if plan.bridge is not None:
+            bridge_service, bridge_component = _bridge(plan, plan.bridge, reactor, logger, metrics)
+            self.bridge, self.bridge_listener = bridge_service.bridge, bridge_service.listener
+            self.bridge.outbox = self.outbox
+            own[BRIDGE_COMPONENT] = (bridge_component, bridge_service)
+        if outbox_parts is not None:
+            outbox, writer, outbox_component = outbox_parts
+            # Added before the bridge's service: a stop reaches the bridge first (its drain
+            # still commits to the outbox), and the outbox waits for that drain.
+            outbox_service = _OutboxService(
+                outbox, writer, plan.shutdown_timeout * OUTBOX_SEND_SHARE, self.bridge
+            )
+            outbox_service.setServiceParent(self)  # type: ignore[no-untyped-call]
+            own[OUTBOX_COMPONENT] = (outbox_component, outbox_service)
+        if bridge_service is not None:
+            bridge_service.setServiceParent(self)  # type: ignore[no-untyped-call]
+        return own
 
     @property
     def supervisor(self) -> Supervisor:

@@ -125,6 +125,7 @@ class WampConnector:
         serializers: Sequence[Any] | None = None,
         websocket_options: Mapping[str, Any] | None = None,
         runner: Any = None,
+        shared: Any = None,
     ) -> None:
         """
         :param extra: the components' ``config.extra``; a ``dict`` is passed on as it is
@@ -137,6 +138,8 @@ class WampConnector:
         :param websocket_options: extra ``setProtocolOptions`` for the WebSocket factory,
             applied after wampd's own.
         :param runner: the ``runner`` of every session's ``ComponentConfig``.
+        :param shared: the ``shared`` of every session's ``ComponentConfig`` (what the
+            daemon hands its components: the outbox).
         """
         self.reactor = reactor
         self._make_session = fresh_sessions(make_session)
@@ -149,6 +152,7 @@ class WampConnector:
         self._serializers = list(serializers)
         self._websocket_options = dict(websocket_options or {})
         self._runner = runner
+        self._shared = shared
         # The trust root and client certificate, from PEM files read once, at start.
         files = settings.tls
         self._trust = (
@@ -220,7 +224,12 @@ class WampConnector:
 
     def new_session(self) -> Any:
         return self._make_session(
-            ComponentConfig(realm=self.settings.realm, extra=self._extra, runner=self._runner)
+            ComponentConfig(
+                realm=self.settings.realm,
+                extra=self._extra,
+                runner=self._runner,
+                shared=self._shared,
+            )
         )
 
 

@@ -63,6 +63,7 @@ def test_check_config_prints_effective_config_with_secrets_masked(
         "log",
         "shutdown",
         "bridge",
+        "outbox",
         "component",
     }
     assert data["router"]["url"] == "ws://127.0.0.1:8080/ws"

@@ -778,6 +778,7 @@ def test_redacted_masks_secrets_and_is_json(tmp_path: Path) -> None:
         "log",
         "shutdown",
         "bridge",
+        "outbox",
         "component",
     }
 
