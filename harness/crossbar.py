@@ -183,6 +183,8 @@ def router_config(
     }
     if components:
         config["workers"][0]["components"] = list(components)
+        # Router components of the harness's own (harness.counter) import from the repo.
+        config["workers"][0]["options"] = {"pythonpath": [str(REPO_ROOT)]}
     return config
 
 

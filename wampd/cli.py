@@ -1,4 +1,5 @@
-"""The ``wampd`` command: ``run``, ``check-config``, ``config-schema``, ``probe``, ``--version``.
+"""The ``wampd`` command: ``run``, ``check-config``, ``config-schema``, ``probe``, ``outbox``
+(:mod:`wampd.outbox_cli`), ``--version``.
 
 Exit statuses: 0 clean stop, 1 internal error, 2 bad configuration or usage, 69 retries
 exhausted, 78 fatal router rejection (see :mod:`wampd.errors`).
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import outbox_cli
 from ._version import __version__
 from .components import Entries
 from .config import Config, config_path, json_schema, load_config, redacted, to_toml
@@ -88,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the URL to GET (default: $WAMPD_PROBE_URL, else {DEFAULT_PROBE_URL})",
     )
     probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    outbox_cli.add_parser(commands)
     return parser
 
 
@@ -111,13 +114,13 @@ def _open_standard_fds() -> None:
                 os.close(null)
 
 
-def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:  # noqa: PLR0911
     """Parse ``argv``, run the command, return the exit status."""
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_usage(sys.stderr)
         print(
-            "wampd: error: a command is required (run, check-config, config-schema, probe)",
+            "wampd: error: a command is required (run, check-config, config-schema, probe, outbox)",
             file=sys.stderr,
         )
         return EXIT_CONFIG
@@ -127,6 +130,8 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if args.command == "probe":
         url = args.url or environ.get("WAMPD_PROBE_URL") or DEFAULT_PROBE_URL
         return _probe(url, args.timeout)
+    if args.command == "outbox":
+        return outbox_cli.run(args, environ)
     loaded = load(args.config, environ)
     if loaded is None:
         return EXIT_CONFIG

@@ -22,11 +22,11 @@ from twisted.python.failure import Failure
 
 from ._version import __version__
 from .backoff import Backoff, Jitter
-from .config import BRIDGE_COMPONENT, ComponentSpec, Config
+from .config import BRIDGE_COMPONENT, OUTBOX_COMPONENT, ComponentSpec, Config
 from .errors import EXIT_FATAL, EXIT_OK, EXIT_RETRIES_EXHAUSTED, FatalRouterError
 from .events import EventName, State, names
 from .supervisor import RetryPolicy, Supervisor
-from .tree import BridgePlan, ComponentPlan, Plan, Tree
+from .tree import BridgePlan, ComponentPlan, OutboxPlan, Plan, Tree
 from .wamp import SessionFactory, TLSSettings, WampSettings
 
 __all__ = ["Daemon", "plan", "retry_policy", "secrets", "wamp_settings"]
@@ -124,9 +124,14 @@ def plan(
     if config.bridge.address is not None:
         spec = ComponentSpec(name=BRIDGE_COMPONENT, entry="wampd.bridge:Bridge")
         bridge = BridgePlan(config.bridge, config.router.urls, wamp_settings(config, spec), policy)
+    outbox = None
+    if config.outbox.enabled:
+        spec = ComponentSpec(name=OUTBOX_COMPONENT, entry="wampd.outbox:Outbox")
+        outbox = OutboxPlan(config.outbox, config.router.urls, wamp_settings(config, spec), policy)
     return Plan(
         components=tuple(components),
         bridge=bridge,
+        outbox=outbox,
         shutdown_timeout=config.shutdown.timeout,
         http=(host or "", port) if port is not None else None,
         rand=rand,

@@ -254,7 +254,15 @@ class Metrics:
 
 
 #: The bridge's routes, as ``wampd_bridge_requests_total`` labels them.
-BRIDGE_ROUTES = ("/v1/publish", "/v1/call", "/v1/ready", "/publish", "/call", "other")
+BRIDGE_ROUTES = (
+    "/v1/publish",
+    "/v1/publish/batch",
+    "/v1/call",
+    "/v1/ready",
+    "/publish",
+    "/call",
+    "other",
+)
 
 
 class BridgeMetrics:

@@ -47,7 +47,7 @@ from .store import Accepted, Entry, Limits, Outcome, Row, Stats, Store, StoreUna
 from .store import open_store as _open_store
 from .store import payload as _payload
 
-__all__ = ["SHARED_KEY", "NoOutbox", "Outbox", "Writer", "message"]
+__all__ = ["SHARED_KEY", "InvalidTopic", "NoOutbox", "Outbox", "Writer", "message"]
 
 _T = TypeVar("_T")
 
@@ -107,6 +107,10 @@ class Writer:
         self._reactor.callFromThread(self._ended.callback, None)
 
 
+class InvalidTopic(ValueError):
+    """A topic that is not a valid WAMP URI."""
+
+
 def message(
     topic: Any, args: Any, kwargs: Any, options: Any, *, msg_id: Any = None, key: str | None = None
 ) -> Entry:
@@ -115,7 +119,7 @@ def message(
     try:
         check_or_raise_uri(topic, "invalid topic")
     except (InvalidUriError, ProtocolError) as exc:
-        raise ValueError(f"not a valid WAMP URI for a topic, got {topic!r} ({exc})") from None
+        raise InvalidTopic(f"not a valid WAMP URI for a topic, got {topic!r} ({exc})") from None
     if not isinstance(args, list | tuple):
         raise ValueError("'args' must be an array")
     if not isinstance(kwargs, dict) or not isinstance(options, dict):

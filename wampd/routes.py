@@ -1,7 +1,12 @@
 """The bridge's HTTP routes, served by ``twisted.web`` on the daemon's reactor.
 
 ``POST /v1/publish``  ``{"topic", "args", "kwargs", "options"}``: 200 ``{"id": N}`` once
-                      the router has acknowledged the publication.
+                      the router has acknowledged the publication -- or, with the
+                      ``[outbox]`` on, 202 ``{"msg_id", "status": "queued"}`` once the
+                      message is committed to it (``"duplicate"``: an ``Idempotency-Key``
+                      header or a ``msg_id`` field seen before; the first one's id).
+``POST /v1/publish/batch``  (outbox only) an array of such objects: 202 ``{"results": [one
+                      per entry, in order], "queued", "duplicates", "rejected"}``.
 ``POST /v1/call``     ``{"procedure", "args", "kwargs", "options"}``: 200 ``{"args",
                       "kwargs"}`` with the result.
 ``GET /v1/ready``     200 once the bridge session is joined with its subscriptions and
@@ -24,7 +29,9 @@ Every answer is JSON; every error names the problem as ``{"error": ..., "args": 
 502    the callee raised an application error (its URI, args and kwargs)
 500    anything else that went wrong inside wampd (its type and message)
 503    the bridge session is not joined, was lost during the request, or the bridge is
-       stopping (``Retry-After``)
+       stopping; the outbox is full (``wampd.error.outbox_full``, ``when_full =
+       "reject"``) or its store cannot be written (``wampd.error.outbox_unavailable``)
+       (``Retry-After``)
 504    no answer within ``call_timeout``: a call's result (the call is cancelled), or a
        publication's acknowledgement
 =====  =============================================================================
@@ -41,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from autobahn.wamp.exception import ApplicationError, InvalidUriError, TransportLost
 from autobahn.wamp.types import CallOptions, CallResult, PublishOptions
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
@@ -49,11 +56,15 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.server import version as server_version
 
+from .errors import OutboxFull, OutboxUnavailable
 from .http import QuietChannel, QuietSite
 from .metrics import BRIDGE_ROUTES
+from .outbox import InvalidTopic, message
+from .store import Accepted, Entry
 
 if TYPE_CHECKING:
     from .bridge import Bridge
+    from .outbox import Outbox
 
 __all__ = ["RETRY_AFTER", "Api", "Refused", "Token", "make_site"]
 
@@ -115,7 +126,10 @@ def make_site(bridge: Bridge, more: Callable[[Api], dict[bytes, IResource]]) -> 
     api = Api(bridge, token)
     root, v1 = _Folder(api, "other"), _Folder(api, "other")
     root.putChild(b"v1", cast(IResource, v1))
-    v1.putChild(b"publish", cast(IResource, _Route(api, "/v1/publish", api.publish)))
+    publish = _Route(api, "/v1/publish", api.publish)
+    batch = _Route(api, "/v1/publish/batch", api.publish_batch, json_array)
+    publish.putChild(b"batch", cast(IResource, batch))
+    v1.putChild(b"publish", cast(IResource, publish))
     v1.putChild(b"call", cast(IResource, _Route(api, "/v1/call", api.call)))
     v1.putChild(b"ready", cast(IResource, _Ready(api)))
     extra = more(api)
@@ -124,6 +138,7 @@ def make_site(bridge: Bridge, more: Callable[[Api], dict[bytes, IResource]]) -> 
     site = _BridgeSite(root, api)
     for path, leaf in (
         (b"/v1/publish", v1.children[b"publish"]),
+        (b"/v1/publish/batch", publish.children[b"batch"]),
         (b"/v1/call", v1.children[b"call"]),
         (b"/v1/ready", v1.children[b"ready"]),
         *((b"/" + name, r) for name, r in extra.items()),
@@ -349,7 +364,13 @@ class Api:
 
     # -- the WAMP actions ---------------------------------------------------------------------
 
-    def publish(self, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    def publish(self, body: dict[str, Any], request: Request) -> Deferred[Answer]:
+        outbox = self.bridge.outbox
+        if outbox is not None:
+            self.intake_open()
+            entry = self.entry(body, _idempotency_key(request))
+            stored = outbox.enqueue([entry])
+            return stored.addCallback(lambda accepted: _queued(accepted[0], outbox))
         topic = _uri(body, "topic")
         args, kwargs, options = _payload(body)
         try:
@@ -357,9 +378,70 @@ class Api:
         except (TypeError, ValueError, AssertionError) as exc:
             raise Refused(400, "wamp.error.invalid_argument", f"bad options: {exc}") from None
         d: Deferred[Any] = self.joined().publish(topic, *args, options=publish_options, **kwargs)
-        return d.addCallback(lambda publication: {"id": publication.id})
+        return d.addCallback(lambda publication: (200, {"id": publication.id}))
 
-    def call(self, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    def publish_batch(self, body: list[Any], request: Request) -> Deferred[Answer]:
+        """Store every valid entry in one commit; answer for each, in order."""
+        outbox = self.bridge.outbox
+        if outbox is None:
+            raise Refused(
+                404,
+                "wampd.error.no_outbox",
+                "/v1/publish/batch stores into the outbox, and [outbox] has no path",
+            )
+        self.intake_open()
+        if not body:
+            raise Refused(400, "wamp.error.invalid_argument", "the batch is empty")
+        key = _idempotency_key(request)
+        results: list[dict[str, Any] | None] = [None] * len(body)
+        valid: list[tuple[int, Entry]] = []
+        for i, item in enumerate(body):
+            try:
+                if not isinstance(item, dict):
+                    raise Refused(400, "wamp.error.invalid_argument", "entry must be an object")
+                valid.append((i, self.entry(item, None if key is None else f"{key}#{i}")))
+            except Refused as refused:
+                results[i] = _entry_error(refused)
+        stored: Deferred[list[Accepted]] = (
+            outbox.enqueue([entry for _, entry in valid]) if valid else succeed([])
+        )
+
+        def answered(accepted: list[Accepted]) -> Answer:
+            for (i, _), one in zip(valid, accepted, strict=True):
+                try:
+                    results[i] = _queued(one, outbox)[1]
+                except Refused as refused:
+                    results[i] = _entry_error(refused)
+            done = [r for r in results if r is not None]
+            queued = sum(1 for r in done if r.get("status") == "queued")
+            duplicates = sum(1 for r in done if r.get("status") == "duplicate")
+            rejected = len(done) - queued - duplicates
+            status = 202 if queued or duplicates else int(done[0]["code"])
+            return status, {
+                "results": done,
+                "queued": queued,
+                "duplicates": duplicates,
+                "rejected": rejected,
+            }
+
+        return stored.addCallback(answered)
+
+    def intake_open(self) -> None:
+        if self.bridge.draining:
+            raise Refused(503, "wampd.error.shutting_down", "the bridge is stopping")
+
+    def entry(self, body: dict[str, Any], key: str | None) -> Entry:
+        """An outbox entry from a publish's body, checked (raises :class:`Refused`)."""
+        topic = _uri(body, "topic")
+        args, kwargs, options = _payload(body)
+        try:
+            return message(topic, args, kwargs, options, msg_id=body.get("msg_id"), key=key)
+        except InvalidTopic as exc:
+            raise Refused(400, ApplicationError.INVALID_URI, str(exc)) from None
+        except ValueError as exc:
+            raise Refused(400, "wamp.error.invalid_argument", str(exc)) from None
+
+    def call(self, body: dict[str, Any], request: Request) -> Deferred[Answer]:
         procedure = _uri(body, "procedure")
         args, kwargs, options = _payload(body)
         try:
@@ -367,7 +449,7 @@ class Api:
         except (TypeError, ValueError, AssertionError) as exc:
             raise Refused(400, "wamp.error.invalid_argument", f"bad options: {exc}") from None
         d: Deferred[Any] = self.joined().call(procedure, *args, options=call_options, **kwargs)
-        return d.addCallback(_result)
+        return d.addCallback(lambda result: (200, _result(result)))
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -405,8 +487,8 @@ class Api:
     def run(
         self,
         request: Request,
-        handle: Callable[[dict[str, Any]], Deferred[_R]],
-        body: dict[str, Any],
+        handle: Callable[[Any], Deferred[_R]],
+        body: Any,
         *,
         ok: Callable[[_R], bytes],
         failed: Callable[[Refused], bytes],
@@ -459,6 +541,52 @@ class Api:
         return NOT_DONE_YET
 
 
+#: A native route's answer: its status and JSON body.
+Answer = tuple[int, dict[str, Any]]
+
+
+def _idempotency_key(request: Request) -> str | None:
+    raw = request.getHeader(b"idempotency-key")
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > 200 or not key.isascii() or not key.decode().isprintable():
+        raise Refused(
+            400,
+            "wamp.error.invalid_argument",
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+        )
+    return "key:" + key.decode()
+
+
+def _queued(accepted: Accepted, outbox: Outbox) -> Answer:
+    """The answer for one entry the outbox took, or the :class:`Refused` it was not."""
+    if accepted.status in ("queued", "duplicate"):
+        return 202, {"msg_id": accepted.msg_id, "status": accepted.status}
+    limits = outbox.limits
+    if accepted.status == "too_large":
+        raise Refused(
+            413,
+            "wampd.error.body_too_large",
+            f"the message is larger than the outbox's max_bytes ({limits.max_bytes})",
+        )
+    raise Refused(
+        503,
+        OutboxFull.error,
+        f"the outbox is full ({limits.max_messages} messages or {limits.max_bytes} bytes)",
+    )
+
+
+def _entry_error(refused: Refused) -> dict[str, Any]:
+    return {
+        "status": "rejected",
+        "code": refused.status,
+        "error": refused.error,
+        "args": refused.details,
+        "kwargs": refused.kwargs,
+    }
+
+
 def _uri(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
@@ -494,8 +622,13 @@ def refusal(failure: Failure, timeout: float) -> Refused:
     exc = failure.value
     if isinstance(exc, Refused):
         return exc
-    if isinstance(exc, InvalidUriError):
-        return Refused(400, ApplicationError.INVALID_URI, str(exc))
+    if isinstance(exc, InvalidUriError | OutboxUnavailable | OutboxFull):
+        status, error = (
+            (400, ApplicationError.INVALID_URI)
+            if isinstance(exc, InvalidUriError)
+            else (503, exc.error)
+        )
+        return Refused(status, error, str(exc))
     if isinstance(exc, TimeoutError):
         return Refused(504, "wamp.error.timeout", f"no answer within {timeout:g} s")
     if isinstance(exc, ApplicationError):
@@ -505,6 +638,17 @@ def refusal(failure: Failure, timeout: float) -> Refused:
     if isinstance(exc, TransportLost):
         return Refused(503, "wampd.error.not_joined", f"the bridge session was lost: {exc}")
     return Refused(500, "wampd.error.internal", f"{type(exc).__name__}: {exc}")
+
+
+def json_array(raw: bytes) -> list[Any]:
+    """The body as a JSON array."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused(400, "wampd.error.invalid_json", f"body is not JSON: {exc}") from None
+    if not isinstance(body, list):
+        raise Refused(400, "wamp.error.invalid_argument", "body must be a JSON array")
+    return body
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -574,10 +718,11 @@ class _Route(Resource):
         self,
         api: Api,
         route: str,
-        handle: Callable[[dict[str, Any]], Deferred[dict[str, Any]]],
+        handle: Callable[[Any, Request], Deferred[Answer]],
+        parse: Callable[[bytes], Any] = json_object,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self._api, self._route, self._handle = api, route, handle
+        self._api, self._route, self._handle, self._parse = api, route, handle, parse
 
     def render(self, request: Request) -> bytes | int:
         api, route, started = self._api, self._route, self._api.bridge.clock.seconds()
@@ -588,13 +733,13 @@ class _Route(Resource):
                 raise Refused(405, "wampd.error.method_not_allowed", "use POST")
             if not api.authorized(request):
                 raise Refused(401, "wampd.error.unauthorized", "missing or wrong bearer token")
-            body = json_object(api.body(request))
+            body = self._parse(api.body(request))
         except Refused as refused:
             return api.error(request, route, refused, started)
         return api.run(
             request,
-            self._handle,
+            lambda parsed: self._handle(parsed, request),
             body,
-            ok=lambda result: api.answer(request, route, 200, result, started),
+            ok=lambda answer: api.answer(request, route, answer[0], answer[1], started),
             failed=lambda refused: api.error(request, route, refused, started),
         )

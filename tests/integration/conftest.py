@@ -86,15 +86,21 @@ def _stop_all(request: pytest.FixtureRequest, routers: list[Any]) -> None:
 @pytest.fixture
 def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrossbarFactory]:
     """Make Crossbar routers on demand: ``crossbar_factory(port=None, *, start=True,
-    realm="realm1")``; each gets its own directory under ``tmp_path``. All are stopped at
-    teardown."""
+    realm="realm1", components=None)``; each gets its own directory under ``tmp_path``.
+    All are stopped at teardown."""
     _require_crossbar()
     routers: list[CrossbarRouter] = []
 
     def make(
-        port: int | None = None, *, start: bool = True, realm: str = "realm1"
+        port: int | None = None,
+        *,
+        start: bool = True,
+        realm: str = "realm1",
+        components: list[dict[str, Any]] | None = None,
     ) -> CrossbarRouter:
-        router = CrossbarRouter(tmp_path / f"crossbar-{len(routers) + 1}", port, realm=realm)
+        router = CrossbarRouter(
+            tmp_path / f"crossbar-{len(routers) + 1}", port, realm=realm, components=components
+        )
         routers.append(router)
         if start:
             router.start()
@@ -174,8 +180,9 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
     """Start ``wampd run`` with a generated config; killed at teardown if still running.
 
     ``launch(url, components=..., reconnect=..., keepalive=..., router=..., shutdown=...,
-    env=..., http="127.0.0.1:PORT", bridge={...})``; the HTTP listener is off unless
-    ``http`` is given, the bridge unless ``bridge`` is.
+    env=..., http="127.0.0.1:PORT", bridge={...}, outbox={...})``; the HTTP listener is
+    off unless ``http`` is given, the bridge unless ``bridge`` is, the outbox unless
+    ``outbox`` is.
     """
     started: list[WampdProcess] = []
 
@@ -191,6 +198,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         http: str = "",
         log_level: str = "info",
         bridge: dict[str, Any] | None = None,
+        outbox: dict[str, Any] | None = None,
     ) -> WampdProcess:
         n = len(started) + 1
         config = write_config(
@@ -203,6 +211,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
                 "log": {"format": "json", "level": log_level},
                 "shutdown": {"timeout": shutdown},
                 **({"bridge": bridge} if bridge is not None else {}),
+                **({"outbox": outbox} if outbox is not None else {}),
             },
             components if components is not None else [HELLO],
         )

@@ -11,6 +11,10 @@ A second daemon runs the sidecar bridge (``[bridge] listen``, one subscription, 
 procedure, and a real HTTP app behind them): requests, webhook deliveries and callbacks
 go through it, every bridge series the dashboard and the rules use is scraped, every
 bridge panel shows data, and the bridge alerts fire (or go pending) on the real series.
+
+A third runs the durable outbox (``[outbox] path``, behind the bridge's ``/v1/publish``):
+every outbox series is scraped, every outbox panel shows data, and messages that expire
+while the router is down make ``WampdOutboxDropping`` fire.
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ from harness.procs import Proc
 from tests.unit.test_prometheus_rules import (
     BRIDGE_ALERTS,
     INVOCATION_OUTCOMES,
+    OUTBOX_ALERTS,
     RULES,
     bridge_panels,
     exported,
     load_dashboard,
+    outbox_panels,
     panels,
     rule_exprs,
     variable_queries,
@@ -219,6 +225,11 @@ def bridge_queries() -> set[str]:
     return {f"{p['title']} / {t['refId']}" for p in bridge_panels() for t in p["targets"]}
 
 
+def outbox_queries() -> set[str]:
+    """``panel title / refId`` of every query of the outbox's row."""
+    return {f"{p['title']} / {t['refId']}" for p in outbox_panels() for t in p["targets"]}
+
+
 def last(series: dict[str, Any]) -> float:
     """The latest value of an instant or range query's series."""
     value = series["value"] if "value" in series else series["values"][-1]
@@ -268,13 +279,16 @@ def test_every_rule_and_dashboard_query_runs_against_a_live_wampd(
 
     # -- the dashboard: every panel query runs the way its panel asks for it --
     results = run_panel_queries(api)
-    bridge = bridge_queries()
+    bridge, outbox = bridge_queries(), outbox_queries()
     assert bridge and bridge <= set(results)
-    empty = sorted(where for where, result in results.items() if not result and where not in bridge)
+    assert outbox and outbox <= set(results)
+    empty = sorted(
+        where for where, result in results.items() if not result and where not in bridge | outbox
+    )
     assert set(empty) <= MAY_BE_EMPTY, f"panel queries without data: {empty}"
-    # No [bridge] here, so no bridge series: that row's panels rightly say "No data" (the
-    # bridge test below shows them with data).
-    assert sorted(where for where in bridge if results[where]) == []
+    # No [bridge] and no [outbox] here, so none of their series: those rows' panels rightly
+    # say "No data" (the bridge and outbox tests below show them with data).
+    assert sorted(where for where in bridge | outbox if results[where]) == []
 
     def by_component(where: str) -> dict[str, str]:
         out = {}
@@ -536,5 +550,146 @@ def test_bridge_panels_and_alerts_run_against_a_live_bridge(
     (duration,) = results["Invocation duration (p99 over 5m) / A"]
     assert duration["metric"]["procedure"] == PROCEDURE
     assert 0 < last(duration) <= 10, duration  # the slow answers take 2 s, or are cancelled
+
+    assert daemon.terminate() == 0
+
+
+# -- the durable outbox ------------------------------------------------------------------
+
+
+def test_outbox_panels_and_alerts_run_against_a_live_outbox(
+    crossbar: CrossbarRouter,
+    launch: Launch,
+    prometheus_bin: str,
+    tmp_path: Path,
+    stopped_at_teardown: list[Proc],
+) -> None:
+    """A daemon whose [outbox] has a path, fed through the bridge's /v1/publish: every
+    outbox series is scraped with the labels wampd documents; messages published while
+    the router is up go out (intake and publishes show on the dashboard, no outbox alert);
+    messages that outlive their ttl while the router is down are dropped as expired, and
+    WampdOutboxDropping fires on them with reason expired. Every outbox panel has data."""
+    port, http_port = free_port(), free_port()
+    daemon = launch(
+        crossbar.url(),
+        components=[],
+        http=f"127.0.0.1:{http_port}",
+        bridge={"listen": f"127.0.0.1:{port}"},
+        outbox={"path": str(tmp_path / "outbox.sqlite3"), "ttl": 3.0},
+    )
+    daemon.wait_for("session.joined", count=2)  # the bridge's session and the outbox's
+    instance = f"127.0.0.1:{http_port}"
+    api, prometheus = scraping(prometheus_bin, tmp_path, instance, stopped_at_teardown)
+
+    # -- every outbox series the dashboard and the rules use is there, with its labels --
+    exprs = [t["expr"] for p in panels(load_dashboard()) for t in p.get("targets", [])]
+    used = {
+        name
+        for expr in [*exprs, *rule_exprs().values()]
+        for name in re.findall(r"wampd_outbox_[a-z_]+", expr)
+    }
+    documented = exported()
+    assert used == {
+        name
+        for name in documented
+        if name.startswith("wampd_outbox_") and not name.endswith(("_sum", "_count"))
+    }
+    for name in sorted(used):
+        found = api.get("series", **{"match[]": f'{name}{{job="wampd"}}'})
+        assert found, f"{name}: not scraped from a wampd whose outbox has a path"
+        for series in found:
+            labels = set(series) - {"__name__", "job", "instance"}
+            assert labels == documented[name], (name, series)
+    assert {s["metric"]["reason"] for s in api.query("wampd_outbox_dropped_total")} == {
+        "evicted",
+        "expired",
+    }
+    assert {s["metric"]["reason"] for s in api.query("wampd_outbox_rejected_total")} == {
+        "full",
+        "unavailable",
+    }
+    (up,) = api.query('wampd_session_up{component="outbox"}')
+    assert up["value"][1] == "1"
+    (available,) = api.query("wampd_outbox_available")
+    assert available["value"][1] == "1"
+
+    def publish(n: int) -> None:
+        status = bridge_request(port, "POST", "/v1/publish", {"topic": TOPIC, "args": [n]})
+        assert status == 202, status
+
+    def value(expr: str) -> float:
+        return sum(float(s["value"][1]) for s in api.query(expr))
+
+    # -- the router up: stored, published, nothing lost, no outbox alert --
+    for n in range(5):
+        publish(n)
+    wait_until(
+        lambda: value("wampd_outbox_published_total") >= 5 and not value("wampd_outbox_messages"),
+        20,
+        "five messages published",
+        prometheus,
+    )
+    assert value("wampd_outbox_enqueued_total") == 5
+    outbox_alerts = set(OUTBOX_ALERTS)
+
+    def alerts() -> dict[str, tuple[str, dict[str, str]]]:
+        return {
+            a["labels"]["alertname"]: (a["state"], a["labels"])
+            for a in api.get("alerts")["alerts"]
+            if a["labels"]["alertname"] in outbox_alerts
+        }
+
+    assert alerts() == {}
+
+    # -- the router down: three messages stored, then dropped as expired (ttl 3 s) --
+    crossbar.stop()
+    daemon.wait_for("session.left", component="outbox")
+    for n in range(3):
+        publish(n)
+    daemon.wait_for("outbox.expired", timeout=20)
+    wait_until(
+        lambda: alerts().get("WampdOutboxDropping", ("",))[0] == "firing",
+        20,
+        "WampdOutboxDropping firing",
+        prometheus,
+    )
+    now = alerts()
+    assert {name: state for name, (state, _) in now.items()} == {"WampdOutboxDropping": "firing"}
+    assert now["WampdOutboxDropping"][1] == {
+        "job": "wampd",
+        "instance": instance,
+        "alertname": "WampdOutboxDropping",
+        "severity": "warning",
+        "reason": "expired",
+    }
+    loaded = {rule["name"]: rule for group in api.get("rules")["groups"] for rule in group["rules"]}
+    assert {n: r["health"] for n, r in loaded.items() if r["health"] != "ok"} == {}
+
+    # -- the dashboard's outbox row: every query has data, and shows what happened --
+    results = run_panel_queries(api, outbox_panels())
+    assert sorted(where for where, result in results.items() if not result) == []
+
+    def one(where: str) -> dict[str, Any]:
+        (series,) = results[where]
+        assert series["metric"]["instance"] == instance, series
+        return series
+
+    assert last(one("Outbox backlog / A")) == 0  # expired: nothing left to send
+    assert last(one("Outbox store available / A")) == 1
+    assert last(one("Outbox dead letters stored / A")) == 0
+    intake = "Outbox intake and publishes per second"
+    for ref in ("A", "B"):  # enqueued, published
+        assert any(float(v) > 0 for _, v in one(f"{intake} / {ref}")["values"]), ref
+    # the oldest message waited up to its ttl before it expired
+    assert any(float(v) > 0 for _, v in one("Oldest stored message's age / A")["values"])
+    drops = "Outbox drops, dead letters and rejections per second, by reason"
+    dropped = {s["metric"]["reason"]: s for s in results[f"{drops} / A"]}
+    assert set(dropped) == {"evicted", "expired"}
+    assert any(float(v) > 0 for _, v in dropped["expired"]["values"])
+    assert not any(float(v) > 0 for _, v in dropped["evicted"]["values"])
+    assert {s["metric"]["reason"] for s in results[f"{drops} / C"]} == {"full", "unavailable"}
+    (commit,) = results["Outbox commit duration (p99 over 5m) / A"]
+    assert 0 < last(commit) < 5, commit  # seconds: a transaction ran within the window
+    assert last(one("Outbox store resets in the time range / A")) == 0
 
     assert daemon.terminate() == 0

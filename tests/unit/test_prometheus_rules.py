@@ -5,7 +5,8 @@ scrape config and the rules and runs the rules' unit tests; a missing promtool f
 tests (never skips them). The static tests parse every expression of the rules and of the
 dashboard and check each metric, label and label value against what
 :class:`wampd.metrics.Metrics` (and, for a daemon whose ``[bridge]`` listens,
-:class:`wampd.metrics.BridgeMetrics`) really registers, so a renamed series cannot leave a
+:class:`wampd.metrics.BridgeMetrics`; whose ``[outbox]`` has a path,
+:class:`wampd.metrics.OutboxMetrics`) really registers, so a renamed series cannot leave a
 silent "no data" panel or an alert that can never fire.
 
 The helpers here (:func:`rule_exprs`, :func:`dashboard_exprs`, ...) are shared with
@@ -27,7 +28,16 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from wampd.events import Event, EventName, State
-from wampd.metrics import BRIDGE_ROUTES, LEAVE_REASONS, OUTCOMES, BridgeMetrics, Metrics
+from wampd.metrics import (
+    BRIDGE_ROUTES,
+    LEAVE_REASONS,
+    OUTBOX_DROP_REASONS,
+    OUTBOX_REJECT_REASONS,
+    OUTCOMES,
+    BridgeMetrics,
+    Metrics,
+    OutboxMetrics,
+)
 from wampd.webhooks import Outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +65,15 @@ BRIDGE_ALERTS = {
 }
 #: The title of the dashboard's row of bridge panels.
 BRIDGE_ROW = "Sidecar bridge"
+#: Alerts on the durable outbox's series (no component label either: they are about the
+#: instance), and the labels each one's summary and description name.
+OUTBOX_ALERTS = {
+    "WampdOutboxBacklogStale": {"instance"},
+    "WampdOutboxUnavailable": {"instance"},
+    "WampdOutboxDropping": {"instance", "reason"},
+}
+#: The title of the dashboard's row of outbox panels.
+OUTBOX_ROW = "Outbox"
 #: The HTTP statuses the bridge answers with (wampd.routes, wampd.crossbar), as its
 #: ``code`` label spells them; 499: the client went away before the answer.
 BRIDGE_CODES = {"200", "400", "401", "403", "404", "405", "413", "499", "500", "502", "503", "504"}
@@ -138,11 +157,13 @@ def exported() -> dict[str, set[str]]:
     strips ``_total`` from counter family names) is the series ``x_total``; a histogram
     ``x`` is ``x_bucket`` (with ``le``), ``x_sum`` and ``x_count``, never ``x`` itself.
     ``_created`` series are left out: they are not part of wampd's documented metrics.
-    The bridge's series are included (a daemon whose ``[bridge]`` listens has them).
+    The bridge's series are included (a daemon whose ``[bridge]`` listens has them), and
+    the outbox's (a daemon whose ``[outbox]`` has a path has them).
     """
     registry = CollectorRegistry()
     metrics = Metrics(registry, ["x"])
     BridgeMetrics(registry, ["s"], ["p"])
+    OutboxMetrics(registry, lambda: (0.0, 0.0, 0.0, 0.0))
     # A leave reason's series appears with its first leave: make one.
     metrics(
         Event(
@@ -192,10 +213,21 @@ def bridge_label_values() -> dict[str, dict[str, set[str]]]:
     }
 
 
+def outbox_label_values() -> dict[str, dict[str, set[str]]]:
+    """``{outbox series: {label: values}}``: why a stored message was dropped, and why one
+    was refused at intake (their ``reason`` is not a WAMP close reason)."""
+    return {
+        "wampd_outbox_dropped_total": {"reason": set(OUTBOX_DROP_REASONS)},
+        "wampd_outbox_rejected_total": {"reason": set(OUTBOX_REJECT_REASONS)},
+    }
+
+
 def values_of(name: str) -> dict[str, set[str]]:
     """The bounded labels' values of series ``name``."""
     if name.startswith("wampd_bridge_"):
         return bridge_label_values().get(name, {})
+    if name.startswith("wampd_outbox_"):
+        return outbox_label_values().get(name, {})
     return label_values()
 
 
@@ -309,6 +341,7 @@ def test_every_alert_has_for_severity_summary_and_description() -> None:
         "WampdGaveUp",
         "WampdKeepaliveTimeouts",
         *BRIDGE_ALERTS,
+        *OUTBOX_ALERTS,
     }
     for alert in alerts:
         name = alert["alert"]
@@ -319,6 +352,11 @@ def test_every_alert_has_for_severity_summary_and_description() -> None:
         if name in BRIDGE_ALERTS:
             # The bridge's series have no component: the alert names what it is about.
             for label in {"instance", BRIDGE_ALERTS[name]}:
+                assert f"{{{{ $labels.{label} }}}}" in annotations["summary"], name
+                assert f"{{{{ $labels.{label} }}}}" in annotations["description"], name
+        elif name in OUTBOX_ALERTS:
+            # Nor have the outbox's: one outbox per instance.
+            for label in OUTBOX_ALERTS[name]:
                 assert f"{{{{ $labels.{label} }}}}" in annotations["summary"], name
                 assert f"{{{{ $labels.{label} }}}}" in annotations["description"], name
         elif name not in TARGET_ALERTS:
@@ -357,6 +395,34 @@ def test_bridge_alerts_select_the_bridge_series_they_are_about() -> None:
     # by (...) keeps the label the annotations name
     assert "by (job, instance, procedure)" in failures
     assert "by (job, instance)" in errors
+    readme = (PROMETHEUS_DIR / "README.md").read_text()
+    for name, severity in severities.items():
+        assert re.search(rf"^\| `{name}` \|.*\| {severity} \|$", readme, re.M), name
+
+
+def test_outbox_alerts_select_the_outbox_series_they_are_about() -> None:
+    """Each outbox alert reads its own series with the threshold and wait the README's
+    table gives it, and the severity too (only refused intake is critical)."""
+    rules = {a["alert"]: a for a in alert_rules()}
+    severities = {name: rules[name]["labels"]["severity"] for name in OUTBOX_ALERTS}
+    assert severities == {
+        "WampdOutboxBacklogStale": "warning",
+        "WampdOutboxUnavailable": "critical",
+        "WampdOutboxDropping": "warning",
+    }
+    expr = {name: " ".join(rules[name]["expr"].split()) for name in OUTBOX_ALERTS}
+    assert expr["WampdOutboxBacklogStale"] == "wampd_outbox_oldest_age_seconds > 300"
+    assert rules["WampdOutboxBacklogStale"]["for"] == "5m"
+    assert expr["WampdOutboxUnavailable"] == "wampd_outbox_available == 0"
+    assert rules["WampdOutboxUnavailable"]["for"] == "1m"
+    # every drop reason (no matcher), and the dead letters under a reason of their own
+    dropping = expr["WampdOutboxDropping"]
+    assert "increase(wampd_outbox_dropped_total[10m]) > 0 or " in dropping
+    assert (
+        'label_replace(increase(wampd_outbox_deadlettered_total[10m]) > 0, "reason", '
+        '"dead_lettered", "", "")'
+    ) in dropping
+    assert rules["WampdOutboxDropping"]["for"] == "0m"
     readme = (PROMETHEUS_DIR / "README.md").read_text()
     for name, severity in severities.items():
         assert re.search(rf"^\| `{name}` \|.*\| {severity} \|$", readme, re.M), name
@@ -416,6 +482,8 @@ def test_dashboard_queries_use_only_series_wampd_exports() -> None:
             "wampd_bridge_request_duration_seconds_count",
             "wampd_bridge_invocation_duration_seconds_sum",
             "wampd_bridge_invocation_duration_seconds_count",
+            "wampd_outbox_commit_duration_seconds_sum",
+            "wampd_outbox_commit_duration_seconds_count",
         }
     )
     assert unused == set(), "series no panel shows"
@@ -496,21 +564,31 @@ def test_dashboard_has_the_panels_operators_look_for() -> None:
         assert needle in everything, needle
 
 
-def bridge_panels(dashboard: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The panels of the "Sidecar bridge" row: those after it, up to the next row."""
+def row_panels(title: str, dashboard: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The panels of the row called ``title``: those after it, up to the next row."""
     dashboard = dashboard or load_dashboard()
     found: list[dict[str, Any]] | None = None
     for panel in dashboard["panels"]:
         if panel["type"] == "row":
             if found is not None:
                 break
-            if panel["title"] == BRIDGE_ROW:
+            if panel["title"] == title:
                 found = list(panel.get("panels", []))  # nested when collapsed
             continue
         if found is not None:
             found.append(panel)
-    assert found is not None, f"no {BRIDGE_ROW!r} row"
+    assert found is not None, f"no {title!r} row"
     return found
+
+
+def bridge_panels(dashboard: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The panels of the "Sidecar bridge" row."""
+    return row_panels(BRIDGE_ROW, dashboard)
+
+
+def outbox_panels(dashboard: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The panels of the "Outbox" row."""
+    return row_panels(OUTBOX_ROW, dashboard)
 
 
 def test_dashboard_has_a_sidecar_bridge_row() -> None:
@@ -585,6 +663,107 @@ def test_dashboard_has_a_sidecar_bridge_row() -> None:
         for n in _METRIC.findall(t["expr"])
     }
     assert not outside & bridge_series
+
+
+def test_dashboard_has_an_outbox_row() -> None:
+    """Backlog and oldest age (now and over time), store available, dead letters, intake vs
+    publishes, drops / dead letters / rejections by reason, commit duration, bytes, store
+    resets: every outbox series, in the outbox's row only."""
+    found = outbox_panels()
+    by_title = {panel["title"]: panel for panel in found}
+    assert list(by_title) == [
+        "Outbox backlog",
+        "Oldest message waiting",
+        "Outbox store available",
+        "Outbox dead letters stored",
+        "Outbox backlog (messages)",
+        "Oldest stored message's age",
+        "Outbox intake and publishes per second",
+        "Outbox drops, dead letters and rejections per second, by reason",
+        "Outbox commit duration (p99 over 5m)",
+        "Outbox stored bytes",
+        "Outbox store resets in the time range",
+    ]
+    selector = '{job=~"$job", instance=~"$instance"}'
+
+    def exprs(title: str) -> list[str]:
+        return [target["expr"] for target in by_title[title]["targets"]]
+
+    def unit(title: str) -> str:
+        unit: str = by_title[title]["fieldConfig"]["defaults"]["unit"]
+        return unit
+
+    def steps(title: str) -> list[Any]:
+        found = by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        return [step["value"] for step in found]
+
+    # the state right now: instant stats
+    for title in ("Outbox backlog", "Oldest message waiting", "Outbox store available"):
+        assert by_title[title]["type"] == "stat", title
+        assert all(t["instant"] for t in by_title[title]["targets"]), title
+    assert exprs("Outbox backlog") == [f"sum by (instance) (wampd_outbox_messages{selector})"]
+    assert exprs("Oldest message waiting") == [
+        f"max by (instance) (wampd_outbox_oldest_age_seconds{selector})"
+    ]
+    assert unit("Oldest message waiting") == "s"
+    # orange where WampdOutboxBacklogStale starts counting, on the stat and the timeseries
+    assert steps("Oldest message waiting") == [None, 300]
+    assert steps("Oldest stored message's age") == [None, 300]
+    assert exprs("Outbox store available") == [
+        f"min by (instance) (wampd_outbox_available{selector})"
+    ]
+    (mapping,) = by_title["Outbox store available"]["fieldConfig"]["defaults"]["mappings"]
+    assert {v: m["text"] for v, m in mapping["options"].items()} == {
+        "0": "unavailable",
+        "1": "available",
+    }
+    # over time
+    assert exprs("Outbox backlog (messages)") == [
+        f"sum by (instance) (wampd_outbox_messages{selector})"
+    ]
+    assert exprs("Oldest stored message's age") == [
+        f"max by (instance) (wampd_outbox_oldest_age_seconds{selector})"
+    ]
+    assert exprs("Outbox intake and publishes per second") == [
+        f"sum by (instance) (rate(wampd_outbox_{name}_total{selector}[$__rate_interval]))"
+        for name in ("enqueued", "published")
+    ]
+    assert unit("Outbox intake and publishes per second") == "ops"
+    assert exprs("Outbox drops, dead letters and rejections per second, by reason") == [
+        f"sum by (instance, reason) (rate(wampd_outbox_dropped_total{selector}[$__rate_interval]))",
+        f"sum by (instance) (rate(wampd_outbox_deadlettered_total{selector}[$__rate_interval]))",
+        "sum by (instance, reason) (rate(wampd_outbox_rejected_total"
+        f"{selector}[$__rate_interval]))",
+    ]
+    assert unit("Outbox drops, dead letters and rejections per second, by reason") == "ops"
+    assert exprs("Outbox commit duration (p99 over 5m)") == [
+        "histogram_quantile(0.99, sum by (instance, le) "
+        f"(rate(wampd_outbox_commit_duration_seconds_bucket{selector}[5m])))"
+    ]
+    assert unit("Outbox commit duration (p99 over 5m)") == "s"
+    assert unit("Outbox stored bytes") == "bytes"
+    assert exprs("Outbox store resets in the time range") == [
+        f"round(sum by (instance) (increase(wampd_outbox_store_resets_total{selector}[$__range])))"
+    ]
+    for panel in found:
+        for target in panel["targets"]:
+            assert 'job=~"$job", instance=~"$instance"' in target["expr"], panel["title"]
+    # every outbox series (but the histogram's _sum and _count) is in the row, and only there
+    outbox_series = {
+        name
+        for name in exported()
+        if name.startswith("wampd_outbox_") and not name.endswith(("_sum", "_count"))
+    }
+    inside = {n for p in found for t in p["targets"] for n in _METRIC.findall(t["expr"])}
+    assert inside == outbox_series
+    outside = {
+        n
+        for p in panels(load_dashboard())
+        if p not in found
+        for t in p.get("targets", [])
+        for n in _METRIC.findall(t["expr"])
+    }
+    assert not outside & outbox_series
 
 
 def test_dashboard_panels_do_not_overlap() -> None:
