@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ def test_kill_9_of_wampd_five_times_mid_burst(
         daemon = outbox_daemon(launch, router, store, port, max_inflight=window)
         bridge_up(port, daemon.describe)
         intake = Intake(port).start()
-        poll(lambda i=intake: len(i.accepted) > 300 or None, 30, describe=daemon.describe)
+        poll(partial(busy, intake), 30, describe=daemon.describe)
         daemon.proc.kill()
         intake.stop()
         accepted += intake.accepted
@@ -304,6 +305,14 @@ def test_a_flapping_router_for_two_minutes(
             "rss_kib_last": last,
         },
     )
+
+
+def drained(http_port: int) -> bool | None:
+    return metric(http_port, "wampd_outbox_messages") == 0 or None
+
+
+def busy(intake: Intake) -> bool | None:
+    return len(intake.accepted) > 300 or None
 
 
 def metric(port: int, name: str) -> float:
@@ -392,7 +401,7 @@ def test_limits_and_ttl(crossbar_factory: CrossbarFactory, launch: Launch, tmp_p
         f"{TOPIC}.{expiring}": [2],
     }
     for port in metrics.values():
-        poll(lambda p=port: metric(p, "wampd_outbox_messages") == 0 or None, 30)
+        poll(partial(drained, port), 30)
 
 
 def test_dead_letters_and_the_outbox_command_on_a_live_daemon(
