@@ -122,3 +122,20 @@ class Recorder(ApplicationSession):
         yield self.register(
             lambda: deferLater(reactor, slow, lambda: "late"), "com.example.bridge.slow"
         )
+
+
+class Telemetry(ApplicationSession):
+    """Publishes ``extra["n"]`` readings through wampd's outbox on join (the one changed
+    line against autobahn's ``self.publish``), and registers ``com.example.telemetry.ids``
+    to tell the msg_ids it got."""
+
+    @inlineCallbacks
+    def onJoin(self, details: SessionDetails) -> Generator[Any, Any, None]:
+        ids = []
+        for n in range(int(self.config.extra.get("n", 3))):
+            # yield self.publish("com.example.outbox.telemetry", n)
+            msg_id = yield self.config.shared["wampd.outbox"].publish(
+                "com.example.outbox.telemetry", n
+            )
+            ids.append(msg_id)
+        yield self.register(lambda: ids, "com.example.telemetry.ids")

@@ -20,6 +20,7 @@ from harness.crossbar import CrossbarRouter
 from harness.poll import poll
 from harness.ports import free_port
 from harness.procs import REPO_ROOT, harness_env
+from harness.wamp_call import call_until_ok
 
 from .conftest import CrossbarFactory
 from .figures import record_figures
@@ -534,3 +535,26 @@ def test_a_corrupt_store_is_moved_aside_and_an_unwritable_one_refuses_intake(
     readyz = request(http2, "GET", "/readyz")[1]
     assert readyz["outbox"]["available"] is False and readyz["outbox"]["error"]
     assert stuck.proc.running
+
+
+def test_a_hosted_component_publishes_through_the_outbox(
+    crossbar_factory: CrossbarFactory, launch: Launch, tmp_path: Path
+) -> None:
+    """A component written for autobahn, one line changed: its publish fires with the
+    msg_id once committed, and the event carries it. Without [outbox] the same line fails
+    with an error that says so."""
+    router, events = counted_router(crossbar_factory, tmp_path)
+    telemetry = {"name": "telemetry", "entry": "tests.integration.components:Telemetry"}
+    daemon = launch(
+        router.url(),
+        components=[{**telemetry, "extra": {"n": 3}}],
+        outbox={"path": str(tmp_path / "outbox.sqlite3")},
+    )
+    seen = wait_events(events, 3, 30, daemon.describe)
+    assert [e["args"] for e in seen] == [[0], [1], [2]]
+    ids, _ = call_until_ok(router.url(), "realm1", "com.example.telemetry.ids", 30)
+    assert ids == [e["msg_id"] for e in seen]
+
+    plain = launch(router.url(), components=[{**telemetry, "extra": {"n": 1}}])
+    failed = plain.wait_for("component.error")[0]
+    assert "wampd has no outbox" in json.dumps(failed), failed
