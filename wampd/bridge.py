@@ -157,6 +157,8 @@ class Bridge:
             "publisher_authid": details.publisher_authid,
             "publisher_authrole": details.publisher_authrole,
             "retained": bool(details.retained),
+            # The outbox's msg_id, for an app that drops repeats.
+            "transaction_hash": details.transaction_hash,
         }
         topic = details.topic or deliveries.config.topic
         deliveries.offer(Event(topic, args, kw, details.publication, info))
