@@ -140,6 +140,9 @@ class Sender:
         self._previous_delay: float | None = None
         self._timer: Any = None
         self._losses: tuple[int, int] = (0, 0)  # (head seq, sessions lost with it unacked)
+        #: Sent on this session and forgotten by a going back, not read again yet: their
+        #: acknowledgement may still come (then they are removed, not sent again).
+        self._late: dict[int, Row] = {}
         self._idle: list[Deferred[None]] = []
 
     # -- what drives it ---------------------------------------------------------------------
@@ -160,6 +163,11 @@ class Sender:
         if session is not None and session is not self._session:
             return
         self._session = None
+        # Paused first: the poison's removal, when it is committed at once, must not find
+        # the sender still sending (it would read and "send" over no session, again and again).
+        if self.state is not SenderState.STOPPED:
+            self._cancel_timer()
+            self.state = SenderState.PAUSED
         poison = None
         head = min(self._unacked, default=None)
         if head is not None:
@@ -168,9 +176,7 @@ class Sender:
             if self._losses[1] >= MAX_LOSSES:
                 poison = head
         self._go_back(poison)
-        if self.state is not SenderState.STOPPED:
-            self._cancel_timer()
-            self.state = SenderState.PAUSED
+        self._late.clear()  # that session's publications will never be acknowledged now
         self._check_idle()
 
     def wake(self) -> None:
@@ -180,8 +186,9 @@ class Sender:
 
     @property
     def sending_up_to(self) -> int:
-        """The last seq read: ``drop_oldest`` evicts only after it."""
-        return max(self._held, default=0)
+        """The last seq read (or sent and maybe still to be acknowledged): ``drop_oldest``
+        evicts only after it."""
+        return max(max(self._held, default=0), max(self._late, default=0))
 
     @property
     def unacknowledged(self) -> int:
@@ -224,24 +231,34 @@ class Sender:
         d.addCallbacks(self._read, self._read_failed, (round_,), errbackArgs=(round_,))
 
     def _read_failed(self, failure: Failure, round_: int) -> None:
+        if round_ != self._round:
+            return  # an older round's: _go_back ended it, a newer read may be under way
         self._reading = False
-        if round_ == self._round and self.state is SenderState.SENDING:
+        if self.state is SenderState.SENDING:
             self._transient(f"cannot read the store: {failure.value}", None)
 
     def _read(self, rows: list[Row], round_: int) -> None:
-        self._reading = False
-        if round_ != self._round or self.state is not SenderState.SENDING:
+        if round_ != self._round:
+            # An older round's: _go_back ended it (``_reading`` is the newer round's now).
             self._pump()
             return
+        if self.state is not SenderState.SENDING:
+            self._reading = False
+            return
         if not rows:
+            self._reading = False
             self._caught_up = True
             return
+        # Still reading until the loop is done: a removal committed at once from within it
+        # (a publish that failed at once) must not start another read, whose rows this loop
+        # would then see as not held and send again.
         now = self.clock.seconds()
         session = self._session
         for row in rows:
             self.cursor = row.seq
             if row.seq in self._held:
                 continue  # acknowledged before a going back; its removal is on its way
+            self._late.pop(row.seq, None)
             self._held[row.seq] = row
             if self.ttl and now - row.enqueued > self.ttl:
                 self._expired.append(row.seq)
@@ -250,6 +267,8 @@ class Sender:
             self._send(session, row)
             if self.state is not SenderState.SENDING or round_ != self._round:
                 break  # a publish failed at once, and the sender went back
+        if round_ == self._round:
+            self._reading = False
         self._flush()
         self._pump()
 
@@ -265,7 +284,14 @@ class Sender:
 
     def _acked(self, _: Any, seq: int) -> None:
         if self._unacked.pop(seq, None) is None:
-            return  # sent again since, and already acknowledged (or gone)
+            late = self._late.pop(seq, None)
+            if late is not None and seq not in self._held:
+                # Sent before a going back and acknowledged after it (during the backoff):
+                # the router has it, so it is removed rather than sent again.
+                self._held[seq] = late
+                self._published.append(seq)
+                self._flush()
+            return  # else sent again since, and already acknowledged (or gone)
         if self._losses[0] == seq:
             self._losses = (0, 0)
         self._retries, self._previous_delay = 0, None
@@ -319,7 +345,7 @@ class Sender:
             head = min(self._unacked)
             for seq in self._unacked:
                 if seq != poison:
-                    del self._held[seq]
+                    self._late[seq] = self._held.pop(seq)
             self._unacked.clear()
             self.cursor = min(self.cursor, head - 1)
         self._caught_up = False

@@ -88,6 +88,9 @@ END;
 
 #: SQLite's result codes for a file that is not (or no longer) a sound database.
 CORRUPT: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+#: The same as primary result codes: Python reports *extended* codes (e.g.
+#: ``SQLITE_CORRUPT_SEQUENCE``, ``SQLITE_CORRUPT_INDEX``), whose low byte is the primary one.
+_CORRUPT_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 class StoreUnavailable(Exception):
@@ -236,7 +239,9 @@ def move_aside(path: str, now: float) -> str:
 
 def _failure(exc: sqlite3.Error, path: str) -> StoreUnavailable:
     name = getattr(exc, "sqlite_errorname", "")
-    kind = StoreCorrupt if name in CORRUPT else StoreUnavailable
+    code = getattr(exc, "sqlite_errorcode", None)
+    corrupt = name in CORRUPT or (isinstance(code, int) and code & 0xFF in _CORRUPT_CODES)
+    kind = StoreCorrupt if corrupt else StoreUnavailable
     return kind(f"{path}: {exc}")
 
 
