@@ -640,25 +640,25 @@ def refusal(failure: Failure, timeout: float) -> Refused:
     return Refused(500, "wampd.error.internal", f"{type(exc).__name__}: {exc}")
 
 
-def json_array(raw: bytes) -> list[Any]:
-    """The body as a JSON array."""
+def _json(raw: bytes, kind: type, name: str) -> Any:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Refused(400, "wampd.error.invalid_json", f"body is not JSON: {exc}") from None
-    if not isinstance(body, list):
-        raise Refused(400, "wamp.error.invalid_argument", "body must be a JSON array")
+    if not isinstance(body, kind):
+        raise Refused(400, "wamp.error.invalid_argument", f"body must be a JSON {name}")
+    return body
+
+
+def json_array(raw: bytes) -> list[Any]:
+    """The body as a JSON array."""
+    body: list[Any] = _json(raw, list, "array")
     return body
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Refused(400, "wampd.error.invalid_json", f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise Refused(400, "wamp.error.invalid_argument", "body must be a JSON object")
+    body: dict[str, Any] = _json(raw, dict, "object")
     return body
 
 
