@@ -43,7 +43,18 @@ from .config import OutboxConfig
 from .errors import OutboxFull, OutboxUnavailable
 from .metrics import OutboxMetrics
 from .sender import Sender, Trouble
-from .store import Accepted, Entry, Limits, Outcome, Row, Stats, Store, StoreUnavailable
+from .store import (
+    Accepted,
+    Entry,
+    Limits,
+    Outcome,
+    Row,
+    Stats,
+    Store,
+    StoreCorrupt,
+    StoreUnavailable,
+    move_aside,
+)
 from .store import open_store as _open_store
 from .store import payload as _payload
 
@@ -183,6 +194,9 @@ class Outbox:
         self._timer: Any = None
         self._version: int | None = None
         self._stopped = False
+        #: Fired once no commit runs or waits (:meth:`stop`).
+        self._committed: list[Deferred[None]] = []
+        self._corrupt: list[tuple[str, str]] = []
         self.sender = Sender(
             self,
             clock=clock,
@@ -209,14 +223,41 @@ class Outbox:
     def _corrupt_from_thread(self, moved_to: str, why: str) -> None:
         self._corrupt.append((moved_to, why))
 
+    def _corrupted(self, failure: Failure) -> None:
+        """A call found the open store corrupt: move it aside (kept, with what it held) and
+        go on with a fresh one, whose ``seq`` numbers start after all the sender has seen.
+        Until it is open, intake answers ``outbox_unavailable``."""
+        store = self.store
+        if not failure.check(StoreCorrupt) or store is None or self._stopped:
+            return
+        self.store = None
+        self.unavailable = f"the store was found corrupt and is being replaced: {failure.value}"
+        self._account_stats()
+        floor = self.sender.forget()
+        why = str(failure.value)
+
+        def replace() -> tuple[Store, Stats, int]:
+            store.close()
+            moved = move_aside(self.config.path, self.clock.seconds())
+            self._corrupt_from_thread(moved, why)
+            fresh = Store(self.config.path, sync=self.config.sync, seq_floor=floor)
+            return fresh, fresh.stats(), fresh.data_version()
+
+        self._open_with(replace)
+
     def start(self) -> Deferred[None]:
         """Open the store (or keep trying to, every :data:`REOPEN_INTERVAL` seconds);
         fires once the first attempt is over, never fails."""
-        self._corrupt: list[tuple[str, str]] = []
+        return self._open_with(self._open_and_count)
+
+    def _open_with(self, opener: Callable[[], tuple[Store, Stats, int]]) -> Deferred[None]:
         started = self.clock.seconds()
-        d = self._run(self._open_and_count)
+        d = self._run(opener)
 
         def opened(result: tuple[Store, Stats, int]) -> None:
+            if self._stopped:  # stopped while it was being opened
+                self._run(result[0].close)
+                return
             self.store, self.stats, self._version = result
             self.unavailable = None
             self._report_corrupt()
@@ -278,7 +319,8 @@ class Outbox:
         now = self.clock.seconds()
         ttl_cutoff = now - self.config.ttl if self.config.ttl else None
         keys_cutoff = now - self.config.idempotency_window
-        d = self._run(self._upkeep, self.store, ttl_cutoff, keys_cutoff)
+        after = self.sender.sending_up_to
+        d = self._run(self._upkeep, self.store, ttl_cutoff, keys_cutoff, after)
 
         def done(result: tuple[Outcome, int]) -> None:
             outcome, version = result
@@ -294,24 +336,40 @@ class Outbox:
         def failed(failure: Failure) -> None:
             self._upkeep_running = False
             self._say("warning", "outbox.upkeep_failed", error=str(failure.value))
+            self._corrupted(failure)
             self._schedule(TICK)
 
         d.addCallbacks(done, failed)
 
     @staticmethod
-    def _upkeep(store: Store, ttl_cutoff: float | None, keys_cutoff: float) -> tuple[Outcome, int]:
-        return store.expire(ttl_cutoff, keys_cutoff), store.data_version()
+    def _upkeep(
+        store: Store, ttl_cutoff: float | None, keys_cutoff: float, after: int
+    ) -> tuple[Outcome, int]:
+        return store.expire(ttl_cutoff, keys_cutoff, after=after), store.data_version()
 
     def stop(self) -> Deferred[None]:
-        """Stop the upkeep; close the store once every call given has run."""
+        """Take no more messages, stop the upkeep; once what was taken is committed (or
+        refused), close the store."""
         self._stopped = True
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
-        store = self.store
-        if store is None:
-            return succeed(None)
-        return self._run(store.close)
+        committed: Deferred[None] = Deferred()
+        self._committed.append(committed)
+        self._check_committed()
+
+        def close(_: None) -> Deferred[None] | None:
+            store, self.store = self.store, None
+            self.unavailable = "the outbox is stopped"
+            return None if store is None else self._run(store.close)
+
+        return committed.addCallback(close)
+
+    def _check_committed(self) -> None:
+        if self._committed and not self._committing and not self._pending:
+            waiting, self._committed = self._committed, []
+            for d in waiting:
+                d.callback(None)
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -328,7 +386,19 @@ class Outbox:
         return d
 
     def _commit(self) -> None:
-        if self._committing or not self._pending or self.store is None:
+        if self._committing:
+            return
+        if not self._pending:
+            self._check_committed()
+            return
+        if self.store is None:
+            # The store went away (found corrupt) with messages waiting: refused, not kept.
+            why = self.unavailable or "the store is not open"
+            batch, self._pending = self._pending, []
+            self._rejected("unavailable", sum(len(group) for group, _ in batch))
+            for _, waiting in batch:
+                waiting.errback(OutboxUnavailable(f"the outbox cannot store messages: {why}"))
+            self._check_committed()
             return
         batch, self._pending = self._pending, []
         entries = [entry for group, _ in batch for entry in group]
@@ -358,6 +428,7 @@ class Outbox:
             self._rejected("unavailable", len(entries))
             for _, waiting in batch:
                 waiting.errback(OutboxUnavailable(f"the outbox cannot store messages: {why}"))
+            self._corrupted(failure)
             self._commit()
 
         d.addCallbacks(committed, failed)
@@ -392,26 +463,27 @@ class Outbox:
     def read(self, after: int, limit: int) -> Deferred[list[Row]]:
         if self.store is None:
             return fail(OutboxUnavailable(self.unavailable or "the store is not open"))
-        return self._run(self.store.read, after, limit)
+        return self._run(self.store.read, after, limit).addErrback(self._pass_on)
+
+    def _pass_on(self, failure: Failure) -> Failure:
+        self._corrupted(failure)
+        return failure
 
     def remove(
         self, published: Sequence[int], expired: Sequence[int], dead: Sequence[tuple[int, str]]
     ) -> Deferred[Any]:
         if self.store is None:
             return fail(OutboxUnavailable(self.unavailable or "the store is not open"))
-        d = self._run(self.store.remove, [*published, *expired], dead, self.clock.seconds())
+        now = self.clock.seconds()
+        d = self._run(self.store.remove, published, dead, now, expired)
 
         def removed(outcome: Outcome) -> None:
-            self._account(outcome)
+            self._account(outcome)  # the expired ones too
             if self.metrics is not None:
-                self.metrics.published.inc(len(published))
-                if expired:
-                    self.metrics.dropped.labels("expired").inc(len(expired))
+                self.metrics.published.inc(outcome.removed)
                 self.metrics.dead_lettered.inc(outcome.dead_lettered)
-            if expired:
-                self._say("warning", "outbox.expired", messages=len(expired), ttl=self.config.ttl)
 
-        return d.addCallback(removed)
+        return d.addCallbacks(removed, self._pass_on)
 
     # -- accounting -------------------------------------------------------------------------
 

@@ -171,7 +171,7 @@ def _open(outbox: OutboxConfig, *, check: bool) -> Store | int:
             "(nothing was created)"
         )
     try:
-        return Store(path, sync=outbox.sync, check=check)
+        return Store(path, sync=outbox.sync, check=check, create=False)
     except StoreCorrupt as exc:
         return _corrupt(exc)
     except StoreUnavailable as exc:

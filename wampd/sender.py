@@ -144,6 +144,9 @@ class Sender:
         #: acknowledgement may still come (then they are removed, not sent again).
         self._late: dict[int, Row] = {}
         self._idle: list[Deferred[None]] = []
+        #: The largest seq ever read (see :meth:`forget`).
+        self._highest = 0
+        self._flush_timer: Any = None
 
     # -- what drives it ---------------------------------------------------------------------
 
@@ -205,11 +208,35 @@ class Sender:
             self._note(Trouble("ack_timeout", msg_id, why))
             self._transient(why, msg_id)
 
+    def forget(self) -> int:
+        """The store was replaced by an empty one (the old one, found corrupt, was moved
+        aside with what it held): forget every message read from it, and ignore the
+        acknowledgements still to come for them. The new store's seqs must be larger than
+        the number returned (the largest seq read), so that no late acknowledgement is
+        taken for a message of the new store."""
+        self._round += 1
+        self._reading = False
+        self._held.clear()
+        self._unacked.clear()
+        self._late.clear()
+        self._published.clear()
+        self._expired.clear()
+        self._dead.clear()
+        self._losses = (0, 0)
+        self._caught_up = False
+        self.cursor = self._highest
+        self._check_idle()
+        return self._highest
+
     def stop(self) -> Deferred[None]:
         """Send nothing more; fires once every publication sent was acknowledged or
-        failed and their removals were committed."""
+        failed and their removals were committed (or failed: then they are sent again
+        after a restart)."""
         self.state = SenderState.STOPPED
         self._cancel_timer()
+        flush, self._flush_timer = self._flush_timer, None
+        if flush is not None and flush.active():
+            flush.cancel()
         d: Deferred[None] = Deferred()
         self._idle.append(d)
         self._check_idle()
@@ -256,6 +283,7 @@ class Sender:
         session = self._session
         for row in rows:
             self.cursor = row.seq
+            self._highest = max(self._highest, row.seq)
             if row.seq in self._held:
                 continue  # acknowledged before a going back; its removal is on its way
             self._late.pop(row.seq, None)
@@ -378,11 +406,19 @@ class Sender:
             self._pump()
 
         def failed(failure: Failure) -> None:
-            # Kept, and committed with the next removal (or sent again after a restart).
             self._removing = False
-            self._published[:0], self._expired[:0], self._dead[:0] = published, expired, dead
             self._note(Trouble("retry", None, f"cannot remove from the store: {failure.value}"))
-            self.clock.callLater(1.0, self._flush)
+            if self.state is SenderState.STOPPED:
+                # No more tries: they stay in the store and are sent again after a restart
+                # (at least once, as promised).
+                for seq in (*published, *expired, *(s for s, _ in dead)):
+                    self._held.pop(seq, None)
+                self._check_idle()
+                return
+            # Kept, and committed with the next removal.
+            self._published[:0], self._expired[:0], self._dead[:0] = published, expired, dead
+            if self._flush_timer is None or not self._flush_timer.active():
+                self._flush_timer = self.clock.callLater(1.0, self._flush)
 
         self.queue.remove(published, expired, dead).addCallbacks(removed, failed)
 

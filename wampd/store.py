@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -41,6 +42,7 @@ __all__ = [
     "Store",
     "StoreCorrupt",
     "StoreUnavailable",
+    "move_aside",
     "open_store",
 ]
 
@@ -252,10 +254,28 @@ class Store:
     :class:`StoreUnavailable` when it cannot be opened or written.
     """
 
-    def __init__(self, path: str, *, sync: str = "normal", check: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        sync: str = "normal",
+        check: bool = True,
+        create: bool = True,
+        seq_floor: int = 0,
+    ) -> None:
+        """Open the store at ``path``: ``check`` runs ``PRAGMA quick_check`` first;
+        ``create=False`` opens only an existing wampd store and writes no schema (``wampd
+        outbox``); ``seq_floor`` makes every new message's ``seq`` larger than it (a store
+        made anew while the sender still holds the old one's numbers)."""
         self.path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if create:
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            else:
+                uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=rw"
+                self._db = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False
+                )
         except sqlite3.Error as exc:
             raise _failure(exc, path) from None
         try:
@@ -264,19 +284,45 @@ class Store:
                 verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
                 if verdict != "ok":
                     raise StoreCorrupt(f"{path}: PRAGMA quick_check says {verdict!r}")
+            self._check_version(create)
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreUnavailable(f"{path}: cannot use WAL mode (journal mode {mode!r})")
             self._db.execute("PRAGMA synchronous = " + ("FULL" if sync == "full" else "NORMAL"))
-            with self._transaction():
-                self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if create:
+                with self._transaction():
+                    self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if seq_floor:
+                self._raise_seq(seq_floor)
         except sqlite3.Error as exc:
             self._db.close()
             raise _failure(exc, path) from None
         except StoreUnavailable:
             self._db.close()
             raise
+
+    def _check_version(self, create: bool) -> None:
+        """Refuse a store of a newer schema, and (``create=False``) a file that is not a
+        wampd store at all."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"{self.path}: the store's schema is version {version}, made by a newer "
+                f"wampd; this one knows version {SCHEMA_VERSION} and leaves the file as it is"
+            )
+        if not create and version != SCHEMA_VERSION:
+            raise StoreUnavailable(f"{self.path}: not a wampd outbox store (schema version 0)")
+
+    def _raise_seq(self, floor: int) -> None:
+        with self._transaction():
+            self._db.execute("BEGIN IMMEDIATE")
+            changed = self._db.execute(
+                "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'messages'", (floor,)
+            ).rowcount
+            if not changed:
+                self._db.execute("INSERT INTO sqlite_sequence VALUES ('messages', ?)", (floor,))
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL when it is the last one)."""
@@ -323,9 +369,12 @@ class Store:
     # -- the daemon's operations ----------------------------------------------------------------
 
     def stats(self) -> Stats:
-        """The counts now."""
+        """The counts now (read in one transaction, so they agree with each other)."""
         with self._transaction():
-            return self._stats()
+            self._db.execute("BEGIN")
+            stats = self._stats()
+            self._db.execute("COMMIT")
+        return stats
 
     def enqueue(
         self, entries: Iterable[Entry], now: float, limits: Limits, sending_up_to: int = 0
@@ -421,10 +470,16 @@ class Store:
         return out
 
     def remove(
-        self, published: Sequence[int], dead: Sequence[tuple[int, str]], now: float
+        self,
+        published: Sequence[int],
+        dead: Sequence[tuple[int, str]],
+        now: float,
+        expired: Sequence[int] = (),
     ) -> Outcome:
-        """Remove the ``published`` messages; move the ``dead`` ones, ``(seq, reason)``,
-        to the dead letters."""
+        """Remove the ``published`` messages and the ``expired`` ones (sent too late);
+        move the ``dead`` ones, ``(seq, reason)``, to the dead letters. The outcome counts
+        only what was still there (``wampd outbox purge`` may have been first):
+        ``removed`` the published, ``expired`` the expired ones' msg_ids."""
 
         def work(outcome: Outcome) -> None:
             db = self._db
@@ -437,27 +492,35 @@ class Store:
                     [(now, reason, seq) for seq, reason in dead],
                 )
                 outcome.dead_lettered = db.total_changes - before
+                db.executemany("DELETE FROM messages WHERE seq = ?", [(s,) for s, _ in dead])
             before = self._count()
-            db.executemany(
-                "DELETE FROM messages WHERE seq = ?",
-                [(seq,) for seq in published] + [(seq,) for seq, _ in dead],
-            )
+            db.executemany("DELETE FROM messages WHERE seq = ?", [(seq,) for seq in published])
             outcome.removed = before - self._count()
+            for seq in expired:
+                row = db.execute("DELETE FROM messages WHERE seq = ? RETURNING msg_id", (seq,))
+                outcome.expired.extend(msg_id for (msg_id,) in row.fetchall())
 
         return self._timed(work)
 
     def expire(
-        self, cutoff: float | None, keys_cutoff: float | None, limit: int = 10_000
+        self,
+        cutoff: float | None,
+        keys_cutoff: float | None,
+        *,
+        after: int = 0,
+        limit: int = 10_000,
     ) -> Outcome:
-        """Drop (oldest first, at most ``limit``) the messages stored before ``cutoff``;
-        forget the idempotency keys made before ``keys_cutoff``."""
+        """Drop (oldest first, at most ``limit``) the messages after ``seq`` ``after``
+        (the sender holds those up to it, and drops them itself when they are too old)
+        stored before ``cutoff``; forget the idempotency keys made before ``keys_cutoff``."""
 
         def work(outcome: Outcome) -> None:
             db = self._db
             rows: list[Any] = []
             if cutoff is not None:
                 rows = db.execute(
-                    "SELECT seq, msg_id, enqueued FROM messages ORDER BY seq LIMIT ?", (limit,)
+                    "SELECT seq, msg_id, enqueued FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, limit),
                 ).fetchall()
             gone = []
             for seq, msg_id, enqueued in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,6 +403,25 @@ def test_a_corrupt_store_is_reported_and_left_alone(outbox: Outbox) -> None:
         assert "file is not a database" in result.err
     assert Path(outbox.store).read_bytes() == garbage
     assert sorted(os.listdir(Path(outbox.store).parent)) == ["outbox.db", "wampd.toml"]
+
+
+def test_another_database_or_a_newer_store_is_reported_and_left_alone(outbox: Outbox) -> None:
+    """The command writes no schema: a file that is not wampd's store (or is a newer
+    wampd's) is refused, byte for byte as it was."""
+    plain = sqlite3.connect(outbox.store)
+    plain.execute("CREATE TABLE notes (x)")
+    plain.commit()
+    plain.close()
+    for expected, version in (("not a wampd outbox store", 0), ("made by a newer wampd", 7)):
+        plain = sqlite3.connect(outbox.store)
+        plain.execute(f"PRAGMA user_version = {version}")
+        plain.close()
+        before = Path(outbox.store).read_bytes()
+        for argv in (["status"], ["list"], ["retry", "--all"], ["purge", "--queued"]):
+            result = outbox(*argv)
+            assert result.status == 1, argv
+            assert expected in result.err
+        assert Path(outbox.store).read_bytes() == before
 
 
 def test_the_outbox_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

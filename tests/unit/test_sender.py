@@ -20,9 +20,10 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from wampd.config import OutboxConfig
+from wampd.errors import OutboxUnavailable
 from wampd.outbox import Outbox
 from wampd.sender import MAX_LOSSES, Sender, SenderState
-from wampd.store import Entry, Limits, Row, Store, payload
+from wampd.store import Entry, Limits, Row, Store, StoreCorrupt, StoreUnavailable, payload
 
 TOPIC = "com.example.reading"
 
@@ -574,3 +575,94 @@ def test_wake_sends_what_was_stored_since(tmp_path: Path) -> None:
     assert session.ids == ["m1"]
     w.enqueue("m2")  # through the outbox, whose commit wakes it
     assert session.ids == ["m1", "m2"]
+
+
+# -- the outbox around the sender: upkeep, a store found corrupt, stopping --------------------
+
+
+def test_the_upkeep_never_expires_a_message_being_sent(tmp_path: Path) -> None:
+    """ttl: what the sender holds is its to drop (or publish); the upkeep expires only
+    what it has not read, so no message is counted both expired and published."""
+    w = world(tmp_path, window=2, ttl=10.0)
+    w.enqueue("a", "b", "c")
+    session = w.joined()
+    assert session.ids == ["a", "b"]  # c waits: the window is full
+    w.clock.advance(11)  # the upkeep runs: all three are older than the ttl
+    assert [e["first"] for e in w.log.named("outbox.expired")] == ["c"]
+    assert w.stored() == ["a", "b"]
+    session.one("a").ack()
+    session.one("b").ack()
+    assert w.stored() == []
+    assert [p for p, _, _ in w.outbox.removals] == [[1], [2]]
+    assert [x for _, x, _ in w.outbox.removals] == [[], []]
+
+
+def test_a_store_found_corrupt_while_running_is_moved_aside_and_replaced(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path)
+    w.enqueue("a")
+    session = w.joined()
+    old = w.outbox.store
+    assert old is not None
+
+    def corrupt(*args: Any) -> Any:
+        raise StoreCorrupt(f"{old.path}: database disk image is malformed")
+
+    old.enqueue = corrupt  # type: ignore[method-assign,assignment]
+    refused = w.outbox.publish(TOPIC, "b")
+    failures: list[Failure] = []
+    refused.addErrback(failures.append)
+    assert failures and failures[0].check(OutboxUnavailable)
+    (told,) = w.log.named("outbox.store_corrupt")
+    assert "malformed" in told["error"] and told["moved_to"].startswith(old.path + ".corrupt-")
+    assert w.outbox.store is not None and w.outbox.store is not old
+    assert len(w.log.named("outbox.opened")) == 2  # the fresh store
+    # The store moved aside keeps what it held, for an operator to look at.
+    aside = Store(told["moved_to"], create=False)
+    assert [row.msg_id for row in aside.read(0, 10)] == ["a"]
+    aside.close()
+    # a's acknowledgement, late, is for the old store: it removes nothing of the new one,
+    # whose seqs start after every seq the sender saw.
+    w.enqueue("c")
+    assert session.ids == ["a", "c"]
+    assert [row.seq for row in w.outbox.store.read(0, 10)] == [2]
+    session.one("a").ack()
+    assert [row.msg_id for row in w.outbox.store.read(0, 10)] == ["c"]
+    session.one("c").ack()
+    assert w.outbox.store.read(0, 10) == []
+
+
+def test_stop_waits_for_the_commits_under_way_then_closes(tmp_path: Path) -> None:
+    w = world(tmp_path, manual=True)
+    assert w.run is not None
+    first = w.outbox.publish(TOPIC, "m1", msg_id="m1")
+    second = w.outbox.publish(TOPIC, "m2", msg_id="m2")  # waits for the next commit
+    stopped = w.outbox.stop()
+    late = w.outbox.publish(TOPIC, "m3")
+    failures: list[Failure] = []
+    late.addErrback(failures.append)
+    assert failures and failures[0].check(OutboxUnavailable)
+    assert w.run.names == ["enqueue"]
+    w.run.drain()
+    assert first.called and second.called and stopped.called
+    assert w.stored() == ["m1", "m2"]
+    assert w.outbox.store is None
+
+
+def test_a_removal_failing_after_stop_is_not_retried(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    w.enqueue("a")
+    session = w.joined()
+    stopped = w.sender.stop()
+    store = w.outbox.store
+    assert store is not None
+
+    def unwritable(*args: Any) -> Any:
+        raise StoreUnavailable(f"{store.path}: database or disk is full")
+
+    store.remove = unwritable  # type: ignore[method-assign,assignment]
+    session.one("a").ack()
+    assert stopped.called  # no more tries: a is sent again after a restart
+    assert w.clock.getDelayedCalls() == [w.outbox._timer]  # only the outbox's upkeep
+    assert w.stored() == ["a"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -305,7 +306,8 @@ def test_remove_moves_dead_letters_with_their_reason(store: Store) -> None:
     store.enqueue([entry("a"), entry("b", size=400), entry("c")], 1.0, ROOMY)
     a, b, _ = seqs(store)
     outcome = store.remove([a], [(b, "wamp.error.not_authorized: no")], 5.0)
-    assert outcome.removed == 2 and outcome.dead_lettered == 1
+    # removed counts the published ones; dead_lettered the moved ones.
+    assert outcome.removed == 1 and outcome.dead_lettered == 1
     assert ids(store) == ["c"]
     (dead,) = store.dead_letters(10)
     assert (dead.seq, dead.msg_id, dead.topic, dead.size) == (b, "b", "com.x", 400)
@@ -351,6 +353,28 @@ def test_expire_drops_only_messages_older_than_the_cutoff_oldest_first(store: St
     assert outcome.expired == []
     assert ids(store) == ["t30"]
     assert outcome.stats.oldest == 30.0
+    assert_totals(store)
+
+
+def test_expire_leaves_what_the_sender_holds(store: Store) -> None:
+    """Messages up to ``after`` are being sent: the sender drops those itself when they are
+    too old, so an expiry never counts a message that is then published as well."""
+    store.enqueue([entry("held1"), entry("held2"), entry("next")], 10.0, ROOMY)
+    held = seqs(store)[1]
+    outcome = store.expire(25.0, None, after=held)
+    assert outcome.expired == ["next"]
+    assert ids(store) == ["held1", "held2"]
+    assert_totals(store)
+
+
+def test_remove_counts_only_what_was_still_there(store: Store) -> None:
+    store.enqueue([entry("p1"), entry("p2"), entry("x1"), entry("x2")], 1.0, ROOMY)
+    p1, p2, x1, x2 = seqs(store)
+    store.purge(dead=False, queued=True, msg_ids=["p2", "x2"])  # an operator was first
+    outcome = store.remove([p1, p2], [], 5.0, [x1, x2])
+    assert outcome.removed == 1  # p1: p2 was purged
+    assert outcome.expired == ["x1"]
+    assert ids(store) == [] and outcome.stats.messages == 0
     assert_totals(store)
 
 
@@ -453,6 +477,52 @@ def test_corruption_found_later_is_store_corrupt(path: str, store: Store) -> Non
     with pytest.raises(StoreCorrupt, match="malformed"):
         damaged.enqueue([entry("b")], 2.0, ROOMY)
     damaged.close()
+
+
+def test_opening_without_create_writes_nothing_and_needs_a_wampd_store(path: str) -> None:
+    with pytest.raises(StoreUnavailable, match="unable to open"):
+        Store(path, create=False)
+    assert not os.path.exists(path)  # not created
+    plain = sqlite3.connect(path)
+    plain.execute("CREATE TABLE t (x)")
+    plain.commit()
+    plain.close()
+    with pytest.raises(StoreUnavailable, match="not a wampd outbox store"):
+        Store(path, create=False)
+    os.remove(path)
+    filled(path, 2)
+    store = Store(path, create=False)
+    assert ids(store) == ["m0", "m1"]
+    store.close()
+
+
+def test_a_store_of_a_newer_schema_is_refused_and_left_as_it_is(path: str) -> None:
+    filled(path, 2)
+    plain = sqlite3.connect(path)
+    plain.execute("PRAGMA user_version = 99")
+    plain.close()
+    original = Path(path).read_bytes()
+    told: list[tuple[str, str]] = []
+
+    def newer(make: Callable[[], Store]) -> None:
+        with pytest.raises(StoreUnavailable, match="version 99, made by a newer wampd") as info:
+            make()
+        assert not isinstance(info.value, StoreCorrupt)
+
+    newer(lambda: Store(path, create=False))
+    newer(lambda: open_store(path, on_corrupt=lambda m, w: told.append((m, w))))
+    assert told == [] and Path(path).read_bytes() == original
+
+
+def test_seq_floor_makes_new_seqs_larger(path: str) -> None:
+    store = Store(path, seq_floor=500)
+    store.enqueue([entry("a"), entry("b")], 1.0, ROOMY)
+    assert seqs(store) == [501, 502]
+    store.close()
+    store = Store(path, seq_floor=10)  # never lowers it
+    store.enqueue([entry("c")], 2.0, ROOMY)
+    assert seqs(store)[-1] == 503
+    store.close()
 
 
 def test_an_unopenable_path_is_store_unavailable(tmp_path: Path) -> None:
