@@ -52,6 +52,7 @@ from .store import (
     Stats,
     Store,
     StoreCorrupt,
+    StoreNotOpen,
     StoreUnavailable,
     move_aside,
 )
@@ -462,7 +463,7 @@ class Outbox:
 
     def read(self, after: int, limit: int) -> Deferred[list[Row]]:
         if self.store is None:
-            return fail(OutboxUnavailable(self.unavailable or "the store is not open"))
+            return fail(StoreNotOpen(self.unavailable or "the store is not open"))
         return self._run(self.store.read, after, limit).addErrback(self._pass_on)
 
     def _pass_on(self, failure: Failure) -> Failure:
@@ -473,7 +474,7 @@ class Outbox:
         self, published: Sequence[int], expired: Sequence[int], dead: Sequence[tuple[int, str]]
     ) -> Deferred[Any]:
         if self.store is None:
-            return fail(OutboxUnavailable(self.unavailable or "the store is not open"))
+            return fail(StoreNotOpen(self.unavailable or "the store is not open"))
         now = self.clock.seconds()
         d = self._run(self.store.remove, published, dead, now, expired)
 

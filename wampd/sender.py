@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 
 from ._typing import Clock
 from .backoff import Backoff, Jitter
-from .store import Row
+from .store import Row, StoreNotOpen
 
 __all__ = ["MAX_LOSSES", "PERMANENT", "RETRY_BACKOFF", "Queue", "Sender", "SenderState"]
 
@@ -261,6 +261,10 @@ class Sender:
         if round_ != self._round:
             return  # an older round's: _go_back ended it, a newer read may be under way
         self._reading = False
+        if failure.check(StoreNotOpen):
+            # Not an error to back off from: the outbox wakes the sender once it is open.
+            self._caught_up = True
+            return
         if self.state is SenderState.SENDING:
             self._transient(f"cannot read the store: {failure.value}", None)
 

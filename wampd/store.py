@@ -41,6 +41,7 @@ __all__ = [
     "Stats",
     "Store",
     "StoreCorrupt",
+    "StoreNotOpen",
     "StoreUnavailable",
     "move_aside",
     "open_store",
@@ -97,6 +98,10 @@ _CORRUPT_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB
 
 class StoreUnavailable(Exception):
     """The store cannot be opened or written (an unwritable path, a full disk)."""
+
+
+class StoreNotOpen(StoreUnavailable):
+    """The outbox has no open store (yet, or for the moment: it is being opened again)."""
 
 
 class StoreCorrupt(StoreUnavailable):

@@ -666,3 +666,24 @@ def test_a_removal_failing_after_stop_is_not_retried(tmp_path: Path) -> None:
     assert stopped.called  # no more tries: a is sent again after a restart
     assert w.clock.getDelayedCalls() == [w.outbox._timer]  # only the outbox's upkeep
     assert w.stored() == ["a"]
+
+
+def test_a_session_joined_before_the_store_is_open_waits_for_it_quietly(tmp_path: Path) -> None:
+    """The outbox's session may join before its store is open: no retry, no backoff --
+    the sender sends as soon as the store is open."""
+    path = str(tmp_path / "o.db")
+    seed = Store(path)
+    seed.enqueue([Entry("m1", TOPIC, payload(["m1"], {}, {}))], 0.0, Limits())
+    seed.close()
+    run, log, clock = Manual(), Log(), Clock()
+    outbox = Outbox(
+        OutboxConfig(path=path), clock=clock, run=run, open_store=lambda: Store(path), logger=log
+    )
+    outbox.start()
+    session = FakeSession()
+    outbox.sender.joined(session)
+    assert session.ids == [] and outbox.sender.state is SenderState.SENDING
+    run.drain()  # the store opens: the sender is woken
+    run.drain()  # its read
+    assert session.ids == ["m1"]
+    assert log.named("outbox.retry") == [] and clock.getDelayedCalls() == [outbox._timer]
