@@ -2,23 +2,28 @@
 
 Every form autobahn's Twisted API offers is accepted, as ``ApplicationRunner.run`` takes
 them: an ``ApplicationSession`` (or ``Session``) subclass, an
-``autobahn.twisted.wamp.Application`` instance, or any callable ``make(config)`` that
-returns a session.
+``autobahn.twisted.wamp.Application`` instance, an ``ApplicationSessionFactory`` instance
+(its ``session`` class, with its ``config.extra``), or any callable ``make(config)`` that
+returns a session. An entry that cannot be called with a config is refused when it is
+loaded (with the configuration), not found out by every attempt.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from autobahn.wamp.protocol import ApplicationSession
+from autobahn.wamp.protocol import ApplicationSession, ApplicationSessionFactory
+from autobahn.wamp.types import ComponentConfig
 
 from .errors import ConfigError
 from .wamp import SessionFactory
 
-__all__ = ["Entries", "EntryError", "load_components", "load_entry"]
+__all__ = ["Entries", "EntryError", "as_session_factory", "load_components", "load_entry"]
 
 
 class EntryError(Exception):
@@ -41,16 +46,71 @@ def load_entry(entry: str) -> SessionFactory:
             target = getattr(target, part)
         except AttributeError:
             raise EntryError(f'"{module_name}" has no attribute "{attribute}"') from None
+    try:
+        return as_session_factory(target)
+    except EntryError as e:
+        raise EntryError(f'"{entry}" {e}') from None
+
+
+def as_session_factory(target: object) -> SessionFactory:
+    """``target`` as a ``make(config)`` for sessions; raises :class:`EntryError` (its text
+    to follow the entry's name) for what cannot make sessions."""
+    if isinstance(target, ApplicationSessionFactory):
+        return _from_session_factory(target)
     if isinstance(target, type) and not issubclass(target, ApplicationSession):
+        raise EntryError("is a class but not a subclass of autobahn's ApplicationSession")
+    if not callable(target):
         raise EntryError(
-            f'"{entry}" is a class but not a subclass of autobahn\'s ApplicationSession'
+            f"is a {type(target).__name__}, not a session class, an Application, an "
+            "ApplicationSessionFactory or a make(config) callable"
         )
-    if callable(target):  # a session class, an Application (callable too) or make()
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin without one: found out when called
         return target
-    raise EntryError(
-        f'"{entry}" is a {type(target).__name__}, not a session class, an Application '
-        "or a make(config) callable"
-    )
+    try:
+        signature.bind(ComponentConfig())
+    except TypeError as e:
+        raise EntryError(
+            f"cannot be called with a session's config, as make(config): {e} "
+            f"(its signature is {signature})"
+        ) from None
+    return target
+
+
+def _from_session_factory(factory: ApplicationSessionFactory) -> SessionFactory:
+    """The seed's ``ApplicationSessionFactory`` (whose ``__call__`` takes no config): its
+    ``session`` class, made with wampd's config and the factory's ``config.extra`` (keys
+    of the component's own extra win). The realm is wampd's: autobahn fills ``realm1`` in
+    for a factory made without a config, so its realm cannot tell a choice."""
+    session_class = factory.session
+    if not (isinstance(session_class, type) and issubclass(session_class, ApplicationSession)):
+        raise EntryError(
+            f"is an ApplicationSessionFactory whose session ({session_class!r}) is not an "
+            "ApplicationSession subclass"
+        )
+    base = getattr(factory.config, "extra", None)
+
+    def make_factory_session(config: ComponentConfig) -> Any:
+        extra = config.extra
+        if isinstance(base, dict) and isinstance(extra, dict):
+            extra = {**base, **extra}
+        elif not extra:
+            extra = base
+        made = ComponentConfig(
+            realm=config.realm,
+            extra=extra,
+            keyring=config.keyring,
+            controller=config.controller,
+            shared=config.shared,
+            runner=config.runner,
+        )
+        session = session_class(made)
+        session.factory = factory  # type: ignore[attr-defined]  # as its own __call__ does
+        return session
+
+    make_factory_session.__qualname__ = f"{type(factory).__name__}.session"
+    return make_factory_session
 
 
 class Entries:

@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypedDict
 
+from autobahn.wamp.protocol import ApplicationSessionFactory
 from autobahn.websocket.util import parse_url
 from prometheus_client import CollectorRegistry
 
 from . import tree
 from .backoff import Backoff, Jitter
+from .components import EntryError, as_session_factory
 from .config import (
     DEFAULT_FATAL_ERRORS,
     KeepaliveConfig,
@@ -228,6 +230,8 @@ def default_reactor() -> Any:
 
 def component_name(make: object) -> str:
     """A name for ``make``'s sessions: its ``__name__``, an Application's prefix, or its type."""
+    if isinstance(make, ApplicationSessionFactory):
+        make = make.session
     name = getattr(make, "__name__", None)
     if isinstance(name, str) and name and name != "<lambda>":
         return name
@@ -317,15 +321,17 @@ class Arguments:
         :param connector_options: more keywords for the connector (endpoint,
             websocket_options, runner).
         """
-        if not callable(make):
+        try:
+            factory = as_session_factory(make)
+        except EntryError as e:
             raise TypeError(
-                f"make must be a session class, an Application or a make(config) "
-                f"callable, got {make!r}"
-            )
+                "make must be a session class, an Application, an ApplicationSessionFactory "
+                f"or a make(config) callable; {make!r} {e}"
+            ) from None
         settings = self.settings
         component = tree.ComponentPlan(
             name=settings.name or component_name(make),
-            make=make,
+            make=factory,
             urls=(self.url,),
             wamp=self.wamp,
             policy=replace(self.policy, max_retries=0) if once else self.policy,

@@ -9,7 +9,12 @@ import json
 from collections.abc import Generator
 from typing import Any
 
-from autobahn.twisted.wamp import Application, ApplicationSession, Session
+from autobahn.twisted.wamp import (
+    Application,
+    ApplicationSession,
+    ApplicationSessionFactory,
+    Session,
+)
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import Challenge, CloseDetails, ComponentConfig, SessionDetails
 from twisted.internet import reactor
@@ -57,6 +62,26 @@ def make(config: ComponentConfig) -> Hello:
     return Hello(
         ComponentConfig(realm=config.realm, extra={**(config.extra or {}), "prefix": "com.made"})
     )
+
+
+class Greeter(ApplicationSession):
+    """Made by the seed's ApplicationSessionFactory below: its greeting comes from the
+    factory's ``config.extra``."""
+
+    @inlineCallbacks
+    def onJoin(self, details: SessionDetails) -> Generator[Any, Any, None]:
+        greeting = self.config.extra["greeting"]
+        yield self.register(lambda name: f"{greeting}, {name}", "com.factory.greet")
+
+
+class GreeterFactory(ApplicationSessionFactory):
+    session = Greeter  # type: ignore[assignment]  # autobahn annotates it as an instance
+
+
+#: The seed's form: ``ApplicationSessionFactory`` with its ``session`` and a config.
+greeter_factory = GreeterFactory(  # type: ignore[no-untyped-call]
+    ComponentConfig(realm="realm1", extra={"greeting": "howdy"})
+)
 
 
 class Broken(ApplicationSession):

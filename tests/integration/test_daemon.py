@@ -219,7 +219,8 @@ def test_sigterm_while_in_backoff_exits_at_once(launch: Launch) -> None:
 
 
 def test_every_entry_form_joins_and_serves(module_crossbar: CrossbarRouter, launch: Launch) -> None:
-    """ApplicationSession, Session, Application and a make factory all work as components."""
+    """ApplicationSession, Session, Application, a make factory and the seed's
+    ApplicationSessionFactory (with its config.extra) all work as components."""
     daemon = launch(
         module_crossbar.url(),
         components=[
@@ -227,16 +228,18 @@ def test_every_entry_form_joins_and_serves(module_crossbar: CrossbarRouter, laun
             {"name": "snake", "entry": "tests.integration.components:Snake"},
             {"name": "app", "entry": "tests.integration.components:app"},
             {"name": "made", "entry": "tests.integration.components:make"},
+            {"name": "factory", "entry": "tests.integration.components:greeter_factory"},
         ],
     )
-    daemon.wait_for("session.joined", count=4)
+    daemon.wait_for("session.joined", count=5)
     url = module_crossbar.url()
     assert call_until_ok(url, REALM, "com.example.hello", 10, args=["x"])[0] == "hello, x"
     assert call_until_ok(url, REALM, "com.example.snake.add", 10, args=[2, 3])[0] == 5
     assert call_until_ok(url, REALM, "com.example.app.echo", 10, args=["e"])[0] == "e"
     assert call_until_ok(url, REALM, "com.made.hello", 10, args=["m"])[0] == "hello, m"
+    assert call_until_ok(url, REALM, "com.factory.greet", 10, args=["f"])[0] == "howdy, f"
     assert daemon.terminate() == 0
-    assert len(daemon.events("supervisor.stopped")) == 4
+    assert len(daemon.events("supervisor.stopped")) == 5
 
 
 def test_failing_join_handler_is_retried_and_others_are_unaffected(

@@ -213,6 +213,20 @@ def test_entry_that_cannot_be_imported_exits_2(
     assert "component[0].entry" in capsys.readouterr().err
 
 
+def test_entry_that_cannot_make_a_session_exits_2_before_any_attempt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A make() whose signature takes no config would fail every attempt with a TypeError:
+    check-config and run both find it at load time, naming the key and the signature."""
+    path = write(tmp_path, GOOD.replace("sample_entries:Plain", "sample_entries:no_config"))
+    for command in ("check-config", "run"):
+        assert run_cli([command, "--config", path], {"WAMPD_TEST_TICKET": "x"}) == 2
+        err = capsys.readouterr().err
+        assert "component[0].entry" in err
+        assert "cannot be called with a session's config" in err
+        assert "its signature is ()" in err
+
+
 def test_toml_syntax_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A TOML syntax error is reported with its position, exit status 2."""
     path = write(tmp_path, "[router\nurl = 1")

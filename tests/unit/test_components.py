@@ -46,6 +46,10 @@ def test_loaded_factories_make_sessions() -> None:
         ),
         ("tests.unit.sample_entries:NOT_CALLABLE", "is a int, not a session class"),
         ("tests.unit.broken_entry:X", "raised RuntimeError: this module is broken on purpose"),
+        ("tests.unit.sample_entries:no_config", r"cannot be called with a session's config"),
+        ("tests.unit.sample_entries:two_args", r"missing a required argument: 'other'"),
+        ("tests.unit.sample_entries:needs_two", r"signature is \(config: .*, more: int\)"),
+        ("tests.unit.sample_entries:bad_factory", "session .* is not an ApplicationSession"),
     ],
 )
 def test_bad_entries_say_why(entry: str, message: str) -> None:
@@ -64,3 +68,19 @@ def test_all_bad_entries_are_reported_together() -> None:
         "component[1].entry",
         "component[2].entry",
     ]
+
+
+def test_an_application_session_factory_makes_its_session_with_its_extra() -> None:
+    """The seed's ApplicationSessionFactory: its session class, its config.extra (the
+    component's own extra wins a clash), wampd's realm."""
+    make = load_entry("tests.unit.sample_entries:factory")
+    session = make(ComponentConfig(realm="realm-of-wampd", extra={"n": 2}, shared={"k": 1}))
+    assert type(session) is sample.Greeter
+    assert session.config.realm == "realm-of-wampd"
+    assert session.config.extra == {"greeting": "hi", "n": 2}
+    assert session.config.shared == {"k": 1}
+    assert session.factory is sample.factory  # type: ignore[attr-defined]  # as its __call__ does
+    again = make(ComponentConfig(realm="r", extra={}))
+    assert again is not session and again.config.extra == {"greeting": "hi", "n": 1}
+    bare = load_entry("tests.unit.sample_entries:bare_factory")(ComponentConfig(realm="r"))
+    assert type(bare).__name__ == "ApplicationSession" and bare.config.realm == "r"

@@ -27,6 +27,8 @@ from wampd.events import Event
 from wampd.logs import twisted_logger
 from wampd.wamp import fresh_sessions
 
+from . import sample_entries
+
 URL = "ws://127.0.0.1:1/ws"
 
 P = ParamSpec("P")
@@ -314,6 +316,11 @@ def test_bad_run_arguments_are_named() -> None:
         runner.run(ApplicationSession, start_reactor=False, log_level="loud", reactor=FakeReactor())
     with pytest.raises(TypeError, match="make must be a session class"):
         runner.run(42, start_reactor=False, reactor=FakeReactor())  # type: ignore[arg-type]
+    # Found before the first attempt, not by every attempt: a make that takes no config.
+    with pytest.raises(TypeError, match="cannot be called with a session's config"):
+        runner.run(sample_entries.no_config, start_reactor=False, reactor=FakeReactor())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cannot be called with a session's config"):
+        Service(URL, "realm1", sample_entries.two_args)  # type: ignore[arg-type]
 
 
 def test_metrics_registry_and_name_from_keywords() -> None:
