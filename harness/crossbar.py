@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -77,7 +78,10 @@ def crossbar_bin() -> Path:
 
 
 def router_config(
-    port: int, realm: str = "realm1", components: list[dict[str, Any]] | None = None
+    port: int,
+    realm: str = "realm1",
+    components: list[dict[str, Any]] | None = None,
+    cryptosign: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The node configuration: one router worker (running ``components``, router components
     such as Crossbar's ``MessageForwarder``, if given), ``realm`` with roles ``anonymous`` and
@@ -86,7 +90,8 @@ def router_config(
     (WAMP-CRA: user ``cra-agent``, secret ``cra-secret``, role ``agent``), and Crossbar's own
     HTTP bridge: ``/publish`` and ``/call`` (role ``anonymous``), ``/publish-signed`` and
     ``/call-signed`` (the same, requests signed with :data:`BRIDGE_KEY` and
-    :data:`BRIDGE_SECRET`)."""
+    :data:`BRIDGE_SECRET`); with ``cryptosign`` (authid -> public keys in hex), also
+    ``/cryptosign``: WAMP-cryptosign with those static principals, role ``agent``."""
     bridge = {"realm": realm, "role": "anonymous"}
     signed = {"options": {"key": BRIDGE_KEY, "secret": BRIDGE_SECRET}}
     allow_all = {"call": True, "register": True, "publish": True, "subscribe": True}
@@ -181,6 +186,18 @@ def router_config(
             }
         ],
     }
+    if cryptosign:
+        principals = {
+            authid: {"realm": realm, "role": "agent", "authorized_keys": list(keys)}
+            for authid, keys in cryptosign.items()
+        }
+        paths = config["workers"][0]["transports"][0]["paths"]
+        paths["cryptosign"] = {
+            "type": "websocket",
+            "serializers": serializers,
+            "options": options,
+            "auth": {"cryptosign": {"type": "static", "principals": principals}},
+        }
     if components:
         config["workers"][0]["components"] = list(components)
         # Router components of the harness's own (harness.counter) import from the repo.
@@ -222,16 +239,17 @@ class CrossbarRouter(ProcessHost):
         *,
         realm: str = "realm1",
         components: list[dict[str, Any]] | None = None,
+        cryptosign: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """A node (not started yet); ``components`` run in its router worker (see
-        :func:`router_config`)."""
+        """A node (not started yet); ``components`` run in its router worker, ``cryptosign``
+        principals are on ``/cryptosign`` (see :func:`router_config`)."""
         self.workdir = Path(workdir)
         self.port: int = port if port is not None else free_port()
         self.realm = realm
         self.cbdir = self.workdir / ".crossbar"
         self.log_path = self.workdir / "crossbar.log"
         self.cbdir.mkdir(parents=True, exist_ok=True)
-        config = router_config(self.port, realm, components)
+        config = router_config(self.port, realm, components, cryptosign)
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         #: Sessions the node holds of its own once started: one per HTTP bridge service
         #: (publisher, caller, and their signed variants) and one per component.

@@ -1,5 +1,5 @@
 """The ``wampd`` command: ``run``, ``check-config``, ``config-schema``, ``probe``, ``outbox``
-(:mod:`wampd.outbox_cli`), ``--version``.
+(:mod:`wampd.outbox_cli`), ``keygen``, ``--version``.
 
 Exit statuses: 0 clean stop, 1 internal error, 2 bad configuration or usage, 69 retries
 exhausted, 78 fatal router rejection (see :mod:`wampd.errors`).
@@ -25,6 +25,7 @@ from ._version import __version__
 from .components import Entries
 from .config import Config, config_path, json_schema, load_config, redacted, to_toml
 from .errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError
+from .keys import generate, write_key_pair
 from .wamp import SessionFactory
 
 if TYPE_CHECKING:
@@ -91,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     outbox_cli.add_parser(commands)
+    keygen = commands.add_parser(
+        "keygen",
+        help="write a new cryptosign key pair; print its public key (for Crossbar's "
+        "authorized_keys)",
+        description='Write a new Ed25519 key for [router.auth] method = "cryptosign": the '
+        "private key to FILE (mode 0600, never overwriting), the public key to FILE.pub; "
+        "print the public key in hex, as Crossbar's authorized_keys take it.",
+    )
+    keygen.add_argument("file", metavar="FILE", help="where to write the private key")
+    keygen.add_argument("--comment", default="", help="a note written into both files")
     return parser
 
 
@@ -120,7 +131,8 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:  # noqa: PL
     if args.command is None:
         _parser().print_usage(sys.stderr)
         print(
-            "wampd: error: a command is required (run, check-config, config-schema, probe, outbox)",
+            "wampd: error: a command is required "
+            "(run, check-config, config-schema, probe, outbox, keygen)",
             file=sys.stderr,
         )
         return EXIT_CONFIG
@@ -132,6 +144,8 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:  # noqa: PL
         return _probe(url, args.timeout)
     if args.command == "outbox":
         return outbox_cli.run(args, environ)
+    if args.command == "keygen":
+        return _keygen(args.file, args.comment)
     loaded = load(args.config, environ)
     if loaded is None:
         return EXIT_CONFIG
@@ -142,6 +156,23 @@ def run_cli(argv: Sequence[str], environ: Mapping[str, str]) -> int:  # noqa: PL
         print(_effective(config, args.format), end="")
         return EXIT_OK
     return _run_reporting_bugs(config, factories, environ)
+
+
+def _keygen(path: str, comment: str) -> int:
+    """``wampd keygen``: the public key on stdout (alone, for scripts), what was written on
+    stderr. Never overwrites a file; never prints the private key."""
+    try:
+        public = write_key_pair(path, generate(), comment=comment)
+    except (FileExistsError, OSError) as exc:
+        print(f"wampd: keygen: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(public)
+    print(
+        f"wampd: wrote the private key to {path} (mode 0600) and the public key to "
+        f'{path}.pub; give Crossbar the public key: "authorized_keys": ["{public}"]',
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def _run_reporting_bugs(

@@ -41,6 +41,7 @@ import tomli_w
 
 from wampd.errors import ConfigError
 
+from .keys import BadKey, PrivateKey, load_private_key
 from .spec import Setting, default_of, keys, schema, setting, settings
 
 __all__ = [
@@ -180,7 +181,8 @@ _WORD: Final = {"type": "string", "pattern": "^\\S+$"}
 _TEXT: Final = {"type": "string", "minLength": 1, "pattern": "\\S"}
 
 _SERIALIZERS: Final = ("cbor", "msgpack", "json")
-_AUTH_METHODS: Final = {m: m for m in ("anonymous", "ticket", "wampcra")}
+_AUTH_METHODS: Final = {m: m for m in ("anonymous", "ticket", "wampcra", "cryptosign")}
+_CHANNEL_BINDINGS: Final = {b: b for b in ("none", "tls-unique")}
 _JITTERS: Final = {j: j for j in ("phase", "full", "equal", "decorrelated", "none")}
 _MATCHES: Final = {m: m for m in ("exact", "prefix", "wildcard")}
 _WHEN_FULL: Final = {w: w for w in ("drop_newest", "drop_oldest")}
@@ -227,12 +229,12 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """How sessions authenticate: ``anonymous``, ``ticket`` or ``wampcra``."""
+    """How sessions authenticate: ``anonymous``, ``ticket``, ``wampcra`` or ``cryptosign``."""
 
-    method: str = _choice("anonymous", "anonymous | ticket | wampcra", _AUTH_METHODS)
+    method: str = _choice("anonymous", "anonymous | ticket | wampcra | cryptosign", _AUTH_METHODS)
     authid: str | None = setting(
         None,
-        doc="the authid (required for ticket and wampcra)",
+        doc="the authid (required for ticket and wampcra, optional for cryptosign)",
         example="agent",
         schema=_TEXT,
         read=lambda t, key, d: t.string(key),
@@ -251,6 +253,30 @@ class AuthConfig:
             ),
             "secret": ("the secret itself (warned about: prefer the other two)", _TEXT),
         },
+    )
+    #: Read with the method, by :func:`_check_auth`.
+    key: PrivateKey | None = setting(
+        None,
+        key="key_file",
+        doc="cryptosign: the private key file (mode 0600 or 0400; see Authentication)",
+        example="/run/secrets/wampd/wampd.key",
+        schema=_TEXT,
+        read=lambda t, key, d: None,
+    )
+    authextra: Mapping[str, Any] = setting(
+        doc='cryptosign: more authextra, e.g. { device = "edge-7" } (pubkey is added)',
+        default_factory=_empty_mapping,
+        schema={
+            "type": "object",
+            "additionalProperties": {"type": ["string", "integer", "number", "boolean"]},
+        },
+        read=lambda t, key, d: _read_authextra(t, key, d),  # noqa: PLW0108 (defined below)
+    )
+    channel_binding: str = setting(
+        "none",
+        doc="cryptosign: none | tls-unique (wss:// over TLS 1.2 only)",
+        schema={"type": "string", "enum": list(_CHANNEL_BINDINGS)},
+        read=lambda t, key, d: t.choice(key, d, _CHANNEL_BINDINGS) or d,
     )
 
 
@@ -786,6 +812,8 @@ def document(config: Any) -> dict[str, Any]:
                 out.update(document(value))
         elif isinstance(value, Secret):
             out[value.key] = value.source if value.source is not None else _REDACTED
+        elif isinstance(value, PrivateKey):
+            out[key] = value.path
         elif value is None and declared.toml_default is not None:
             out[key] = declared.toml_default  # TOML has no null: max_retries = -1
         elif value is None or (value in ("", {}, ()) and value == default_of(f)):
@@ -1186,14 +1214,34 @@ def _check_tls(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
             return
 
 
+def _check_router(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
+    """cryptosign's channel binding needs TLS."""
+    auth = values.get("auth")
+    binding = auth.channel_binding if isinstance(auth, AuthConfig) else "none"
+    if binding != "none" and not _any_secure(t.raw("url")):
+        t.ctx.problem(f"{t.sub('auth')}.channel_binding", f"{binding} needs a wss:// router.url")
+
+
 def _check_auth(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
-    """The secret the method needs: exactly one of its keys, none for anonymous."""
+    """The secret the method needs: exactly one of its keys, none for anonymous; the key
+    file for cryptosign, and its keys only with it."""
     method, given = values["method"], [k for k in _SECRET_KEYS if k in t.data]
     if "method" not in fine:
         return
+    if method != "cryptosign":
+        # (The effective configuration shows the defaults: authextra {}, channel_binding
+        # "none"; they load again.)
+        for name, unset in (("key_file", None), ("authextra", {}), ("channel_binding", "none")):
+            if name in t.data and t.raw(name) != unset:
+                t.problem(name, f'only for method "cryptosign" (method is "{method}")')
     if method == "anonymous":
         for name in given:
             t.problem(name, 'not allowed with method "anonymous" (set router.auth.method)')
+        return
+    if method == "cryptosign":
+        for name in given:
+            t.problem(name, 'not used with method "cryptosign": it signs with key_file')
+        values["key"] = _read_key_file(t)
         return
     t.require("authid", f'required for method "{method}"')
     if len(given) == 1:
@@ -1286,6 +1334,7 @@ _CHECKS: Final[dict[type, Callable[[_Table, dict[str, Any], set[str]], None]]] =
     KeepaliveConfig: _check_keepalive,
     TLSConfig: _check_tls,
     AuthConfig: _check_auth,
+    RouterConfig: _check_router,
 }
 
 _SECRET_KEYS: Final = tuple(
@@ -1465,6 +1514,41 @@ def _secret_from_file(ctx: _Context, t: _Table) -> Secret | None:
             "restrict it with chmod 600 (or 640 for a group that needs it)",
         )
     return Secret(text, key="secret_file", source=str(path))
+
+
+def _read_key_file(t: _Table) -> PrivateKey | None:
+    """cryptosign's private key, read and checked now: a bad one is a config error."""
+    if not t.require("key_file", 'required for method "cryptosign"'):
+        return None
+    raw = t.string("key_file")
+    if raw is None:
+        return None
+    try:
+        return load_private_key(str(t.ctx.resolve(raw)))
+    except BadKey as exc:
+        t.problem("key_file", str(exc))
+        return None
+
+
+def _read_authextra(t: _Table, key: str, default: Mapping[str, Any]) -> Mapping[str, Any]:
+    raw = t.raw(key)
+    if raw is _MISSING:
+        return default
+    if not isinstance(raw, Mapping):
+        t.problem(
+            key, f"must be a table of names to strings, numbers or booleans, got {_show(raw)}"
+        )
+        return default
+    extra: dict[str, Any] = {}
+    for name, value in raw.items():
+        where = _join(t.sub(key), str(name))
+        if name == "pubkey":
+            t.ctx.problem(where, "wampd sets pubkey from key_file")
+        elif not isinstance(value, str | int | float | bool):
+            t.ctx.problem(where, f"must be a string, a number or a boolean, got {_kind(value)}")
+        else:
+            extra[name] = value
+    return MappingProxyType(extra)
 
 
 def _secret_from_env(ctx: _Context, t: _Table) -> Secret | None:

@@ -93,7 +93,15 @@ def wamp_settings(config: Config, spec: ComponentSpec) -> WampSettings:
         auth_method=auth.method,
         authid=auth.authid,
         authrole=auth.authrole,
-        secret=auth.secret.reveal() if auth.secret else None,
+        secret=(
+            auth.key.seed_hex
+            if auth.key is not None
+            else auth.secret.reveal()
+            if auth.secret
+            else None
+        ),
+        authextra=auth.authextra,
+        channel_binding=None if auth.channel_binding == "none" else auth.channel_binding,
         ping_interval=keepalive.ping_interval,
         ping_timeout=keepalive.ping_timeout,
         connect_timeout=keepalive.connect_timeout,

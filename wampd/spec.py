@@ -97,7 +97,10 @@ def default_of(f: dataclasses.Field[Any]) -> Any:
 def _json(value: Any) -> Any:
     """A default as JSON: records as tables, tuples as arrays, enums by value."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _json(v) for k, v in dataclasses.asdict(value).items() if v is not None}
+        # Field by field, not dataclasses.asdict: it deep-copies, and read-only mappings
+        # (MappingProxyType defaults) cannot be copied.
+        pairs = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+        return {k: _json(v) for k, v in pairs if v is not None}
     if isinstance(value, tuple | list):
         return [_json(v) for v in value]
     if isinstance(value, Mapping):

@@ -6,7 +6,7 @@ it through a Twisted endpoint (TCP, TLS, or an HTTP CONNECT proxy), and fires th
 attempt's Deferred when the session's ``join`` event comes. The session is instrumented
 on the instance, never by patching autobahn:
 
-- ``join`` is given the configured authentication (ticket, WAMP-CRA) unless the
+- ``join`` is given the configured authentication (ticket, WAMP-CRA, cryptosign) unless the
   component passes its own ``authmethods``, and ``onChallenge`` answers for it;
 - ``onJoin`` errors are reported as ``component.error`` (with the traceback) and the
   session leaves, so the supervisor retries with backoff instead of keeping a session
@@ -49,6 +49,7 @@ from twisted.python.failure import Failure
 
 from ._typing import DelayedCall
 from .events import names
+from .keys import Cryptosign
 from .link import AttemptError, Link, Loss, Reporter
 from .outcome import Facts, outcome
 
@@ -100,8 +101,12 @@ class WampSettings:
     auth_method: str = "anonymous"
     authid: str | None = None
     authrole: str | None = None
-    #: The ticket or WAMP-CRA secret; never logged.
+    #: The ticket or WAMP-CRA secret, or the cryptosign seed (hex); never logged.
     secret: str | None = field(default=None, repr=False)
+    #: cryptosign: more authextra (the public key is added), and the channel binding
+    #: (``"tls-unique"``) or None.
+    authextra: Mapping[str, Any] = field(default_factory=dict)
+    channel_binding: str | None = None
     ping_interval: float = 5.0
     ping_timeout: float = 5.0
     connect_timeout: float = 10.0
@@ -231,6 +236,21 @@ class WampConnector:
                 shared=self._shared,
             )
         )
+
+
+def _authenticator(settings: WampSettings) -> Any:
+    """autobahn's authenticator for the configured method (ticket, wampcra, cryptosign)."""
+    given = {"authid": settings.authid, "authrole": settings.authrole}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if settings.auth_method == "cryptosign":
+        assert settings.secret is not None
+        return Cryptosign(
+            bytes.fromhex(settings.secret),
+            authextra=settings.authextra,
+            channel_binding=settings.channel_binding,
+        )
+    options["ticket" if settings.auth_method == "ticket" else "secret"] = settings.secret
+    return create_authenticator(settings.auth_method, **options)
 
 
 def tcp_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
@@ -398,15 +418,16 @@ class _Attempt:
         settings = self._connector.settings
         if settings.auth_method == "anonymous":
             return
-        given = {"authid": settings.authid, "authrole": settings.authrole}
-        options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        options["ticket" if settings.auth_method == "ticket" else "secret"] = settings.secret
-        authenticator = create_authenticator(settings.auth_method, **options)
+        authenticator = _authenticator(settings)
+        # cryptosign's authextra carries the public key (and the channel binding).
+        authextra = getattr(authenticator, "authextra", None) or None
 
         def join(realm: str, authmethods: list[str] | None = None, *args: Any, **kw: Any) -> Any:
             if authmethods is None and not args:
                 kw.setdefault("authid", settings.authid)
                 kw.setdefault("authrole", settings.authrole)
+                if authextra is not None:
+                    kw.setdefault("authextra", authextra)
                 authmethods = [authenticator.name]
             return original_join(realm, authmethods, *args, **kw)
 

@@ -84,6 +84,16 @@ greeter_factory = GreeterFactory(  # type: ignore[no-untyped-call]
 )
 
 
+class WhoAmI(ApplicationSession):
+    """Serves ``<prefix>.whoami``: how the router authenticated this session."""
+
+    @inlineCallbacks
+    def onJoin(self, details: SessionDetails) -> Generator[Any, Any, None]:
+        prefix = self.config.extra.get("prefix", "com.example")
+        who = [details.authid, details.authrole, details.authmethod]
+        yield self.register(lambda: who, f"{prefix}.whoami")
+
+
 class Broken(ApplicationSession):
     """Tries to register a procedure another component already holds: onJoin raises."""
 

@@ -13,7 +13,7 @@ When a test fails, the teardown prints the tail of each router's log, so it show
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,8 @@ def _stop_all(request: pytest.FixtureRequest, routers: list[Any]) -> None:
 @pytest.fixture
 def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrossbarFactory]:
     """Make Crossbar routers on demand: ``crossbar_factory(port=None, *, start=True,
-    realm="realm1", components=None)``; each gets its own directory under ``tmp_path``.
-    All are stopped at teardown."""
+    realm="realm1", components=None, cryptosign=None)``; each gets its own directory under
+    ``tmp_path``. All are stopped at teardown."""
     _require_crossbar()
     routers: list[CrossbarRouter] = []
 
@@ -97,9 +97,14 @@ def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         start: bool = True,
         realm: str = "realm1",
         components: list[dict[str, Any]] | None = None,
+        cryptosign: Mapping[str, Sequence[str]] | None = None,
     ) -> CrossbarRouter:
         router = CrossbarRouter(
-            tmp_path / f"crossbar-{len(routers) + 1}", port, realm=realm, components=components
+            tmp_path / f"crossbar-{len(routers) + 1}",
+            port,
+            realm=realm,
+            components=components,
+            cryptosign=cryptosign,
         )
         routers.append(router)
         if start:

@@ -3,7 +3,7 @@
 ``@pytest.mark.tool("promtool")`` says a test needs that tool (one of :data:`TOOLS`). Before
 such a test runs, the tool is looked for; when it is missing the test FAILS -- never skips --
 with how to install it. ``scripts/bootstrap`` installs every one of them (Debian's
-``prometheus`` and ``systemd`` packages as root; ``kubernetes-validate`` is in
+``prometheus``, ``systemd`` and ``openssh-client`` packages as root; ``kubernetes-validate`` is in
 ``requirements/dev.lock``). A test module that cannot even be imported because a tool's
 Python package is missing becomes one failing test carrying the marker.
 
@@ -57,6 +57,11 @@ TOOLS = {
     "systemd-analyze": Tool(
         executable="systemd-analyze",
         install="install Debian's systemd package (apt-get install systemd; "
+        "scripts/bootstrap does it when run as root)",
+    ),
+    "ssh-keygen": Tool(
+        executable="ssh-keygen",
+        install="install Debian's openssh-client package (apt-get install openssh-client; "
         "scripts/bootstrap does it when run as root)",
     ),
     "kubernetes-validate": Tool(

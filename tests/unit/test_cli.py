@@ -71,6 +71,7 @@ def test_check_config_prints_effective_config_with_secrets_masked(
         "method": "ticket",
         "authid": "agent",
         "secret_env": "WAMPD_TEST_TICKET",
+        "channel_binding": "none",
     }
     assert data["reconnect"]["max_retries"] == -1
     assert data["component"] == [{"name": "plain", "entry": "tests.unit.sample_entries:Plain"}]

@@ -619,7 +619,8 @@ AUTH_PROBLEMS: list[tuple[Any, str]] = [
     ),
     (
         {"method": "kerberos"},
-        'router.auth.method: must be one of "anonymous", "ticket", "wampcra", got "kerberos"',
+        'router.auth.method: must be one of "anonymous", "ticket", "wampcra", "cryptosign", '
+        'got "kerberos"',
     ),
     ({"method": "ticket", "authid": "a", "secret": ""}, "router.auth.secret: must not be empty"),
     (
@@ -703,6 +704,103 @@ def test_secret_hides_itself() -> None:
 
 
 # ----------------------------------------------------------------------------------------
+# cryptosign
+# ----------------------------------------------------------------------------------------
+
+SEED = bytes(range(32))
+
+
+def key_file(folder: Path, mode: int = 0o600, name: str = "wampd.key") -> Path:
+    path = folder / name
+    path.write_text(SEED.hex() + "\n")
+    path.chmod(mode)
+    return path
+
+
+def test_cryptosign_reads_its_key_relative_to_the_config(tmp_path: Path) -> None:
+    key_file(tmp_path)
+    auth = {
+        "method": "cryptosign",
+        "authrole": "agent",
+        "key_file": "wampd.key",
+        "authextra": {"device": "edge-7", "rack": 3, "beta": True},
+    }
+    config = parse_config(doc(router__auth=auth), environ={}, base_dir=tmp_path)
+    got = config.router.auth
+    assert got.key is not None and got.key.seed == SEED and got.key.form == "hex"
+    assert got.key.path == str(tmp_path / "wampd.key")
+    assert got.authid is None  # optional: the router may know the key
+    assert dict(got.authextra) == {"device": "edge-7", "rack": 3, "beta": True}
+    assert got.channel_binding == "none"
+    # The effective configuration names the file, never the key.
+    shown = json.dumps(redacted(config))
+    assert SEED.hex() not in shown and str(tmp_path / "wampd.key") in shown
+    assert SEED.hex() not in repr(config)
+
+
+CRYPTOSIGN_PROBLEMS: list[tuple[dict[str, Any], str]] = [
+    ({"method": "cryptosign"}, 'router.auth.key_file: missing (required for method "cryptosign")'),
+    (
+        {"method": "cryptosign", "key_file": "wampd.key", "secret": "x"},
+        'router.auth.secret: not used with method "cryptosign": it signs with key_file',
+    ),
+    (
+        {"method": "ticket", "authid": "a", "secret": "x", "key_file": "wampd.key"},
+        'router.auth.key_file: only for method "cryptosign" (method is "ticket")',
+    ),
+    (
+        {"authextra": {"a": "b"}},
+        'router.auth.authextra: only for method "cryptosign" (method is "anonymous")',
+    ),
+    (
+        {"method": "cryptosign", "key_file": "wampd.key", "channel_binding": "tls-unique"},
+        "router.auth.channel_binding: tls-unique needs a wss:// router.url",
+    ),
+    (
+        {"method": "cryptosign", "key_file": "wampd.key", "channel_binding": "tls-exporter"},
+        'router.auth.channel_binding: must be one of "none", "tls-unique", got "tls-exporter"',
+    ),
+    (
+        {"method": "cryptosign", "key_file": "wampd.key", "authextra": {"pubkey": "ab"}},
+        "router.auth.authextra.pubkey: wampd sets pubkey from key_file",
+    ),
+    (
+        {"method": "cryptosign", "key_file": "wampd.key", "authextra": {"x": [1]}},
+        "router.auth.authextra.x: must be a string, a number or a boolean, got an array",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    CRYPTOSIGN_PROBLEMS,
+    ids=[p[1].split(": ", 1)[1][:40] for p in CRYPTOSIGN_PROBLEMS],
+)
+def test_cryptosign_problems(tmp_path: Path, auth: dict[str, Any], expected: str) -> None:
+    key_file(tmp_path)
+    assert problems_with_base(doc(router__auth=auth), tmp_path) == [expected]
+
+
+def test_a_cryptosign_key_open_to_others_is_a_problem_naming_file_and_mode(
+    tmp_path: Path,
+) -> None:
+    path = key_file(tmp_path, 0o644)
+    auth = {"method": "cryptosign", "key_file": str(path)}
+    (line,) = problems_with_base(doc(router__auth=auth), tmp_path)
+    assert line.startswith(f"router.auth.key_file: the key file {path} is open to its group")
+    assert "mode 0644" in line and SEED.hex() not in line
+
+
+def test_tls_unique_over_wss_is_accepted(tmp_path: Path) -> None:
+    key_file(tmp_path)
+    auth = {"method": "cryptosign", "key_file": "wampd.key", "channel_binding": "tls-unique"}
+    config = parse_config(
+        doc(router__url="wss://router.example/ws", router__auth=auth), environ={}, base_dir=tmp_path
+    )
+    assert config.router.auth.channel_binding == "tls-unique"
+
+
+# ----------------------------------------------------------------------------------------
 # TLS
 # ----------------------------------------------------------------------------------------
 
@@ -764,7 +862,12 @@ def test_redacted_masks_secrets_and_is_json(tmp_path: Path) -> None:
     text = json.dumps(out)
 
     assert SECRET not in text
-    assert out["router"]["auth"] == {"method": "ticket", "authid": "agent", "secret": "***"}
+    assert out["router"]["auth"] == {
+        "method": "ticket",
+        "authid": "agent",
+        "secret": "***",
+        "channel_binding": "none",
+    }
     assert out["router"]["headers"] == {"Authorization": "***", "X-Edge-Id": "a1"}
     assert out["component"][0]["extra"] == {"api_token": "***", "when": "2024-01-02"}
     assert out["reconnect"]["fatal_errors"] == list(DEFAULT_FATAL_ERRORS)
