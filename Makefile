@@ -55,7 +55,7 @@ image-test:      ## build the real container image with buildah and run it again
 reliability:     ## the full fault matrix, a 10-minute soak and HTTP load (docs/RELIABILITY.md)
 	scripts/reliability
 
-bench:           ## wampd vs autobahn's runners on a real router, ~10 min (docs/BENCHMARKS.md)
+bench:           ## wampd vs autobahn's runners on a real router, ~18 min (docs/BENCHMARKS.md)
 	scripts/bench
 
 restart-router:  ## while the demo runs: kill -9 the demo router and start it again

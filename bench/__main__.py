@@ -2,7 +2,7 @@
 
 ::
 
-    python -m bench                      # the full run (about 12 minutes on 2 cores)
+    python -m bench                      # the full run (about 18 minutes on 2 cores)
     python -m bench --smoke              # every figure with tiny counts, in seconds
     python -m bench --only storm --only scrape --only bridge
     python -m bench --out /tmp/r.json --workdir /tmp/bench

@@ -21,7 +21,9 @@ worker; wampd's is one more process and one more WebSocket hop away from it.
 
 **The load generator** (``load``) is a separate process: ``clients`` keep-alive HTTP/1.1
 connections (asyncio protocols, raw bytes, ``Content-Length`` or chunked answers), each
-sending its next request as soon as the last one is answered, for ``seconds``; it answers
+sending its next request as soon as the last one is answered, for ``seconds``, each answer
+checked for its status (``status``, 200 unless the command says otherwise) and for the
+``expect`` text in its body; it answers
 ``{"op": "load", "ops": N, "seconds": S, "errors": E, "p50_ms", "p99_ms", "cpu": C}``,
 ``cpu`` being its own CPU time over the wall time (1.0: one core saturated). It is not the
 limit, checked two ways in every run: before measuring, it runs ``clients = 32`` against
@@ -185,9 +187,10 @@ def _dechunk(buf: bytes, pos: int) -> tuple[bytes, int] | None:
 class _Sample:
     """One measurement: its request, its deadline, what came back."""
 
-    def __init__(self, request: bytes, expect: bytes, end: float) -> None:
+    def __init__(self, request: bytes, expect: bytes, end: float, status: int = 200) -> None:
         self.request = request
         self.expect = expect
+        self.status = status
         self.end = end
         self.latencies: list[float] = []
         self.errors = 0
@@ -255,7 +258,7 @@ class _Client(asyncio.Protocol):
             return
         self._buf = b""
         sample.last = now
-        if status == 200 and sample.expect in body:
+        if status == sample.status and sample.expect in body:
             sample.latencies.append(now - self._sent)
         else:
             sample.error(f"HTTP {status}: {body[:300]!r}")
@@ -274,8 +277,8 @@ class _Client(asyncio.Protocol):
         self._finish()
 
 
-def request_bytes(port: int, path: str, body: dict[str, Any]) -> bytes:
-    """A keep-alive ``POST path`` with a JSON body, as raw bytes."""
+def request_bytes(port: int, path: str, body: Any) -> bytes:
+    """A keep-alive ``POST path`` with a JSON body (an object or an array), as raw bytes."""
     data = json.dumps(body).encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
@@ -285,7 +288,8 @@ def request_bytes(port: int, path: str, body: dict[str, Any]) -> bytes:
 
 
 async def run_load(cmd: dict[str, Any]) -> dict[str, Any]:
-    """One sample: ``clients`` connections POSTing ``body`` to ``path`` for ``seconds``."""
+    """One sample: ``clients`` connections POSTing ``body`` to ``path`` for ``seconds``,
+    each answer expected to have the status ``status`` (default 200)."""
     loop = asyncio.get_running_loop()
     port, clients, seconds = int(cmd["port"]), int(cmd["clients"]), float(cmd["seconds"])
     request = request_bytes(port, str(cmd["path"]), cmd["body"])
@@ -294,7 +298,8 @@ async def run_load(cmd: dict[str, Any]) -> dict[str, Any]:
         _transport, conn = await loop.create_connection(lambda: _Client(loop), HOST, port)
         conns.append(conn)
     cpu0, start = time.process_time(), time.perf_counter()
-    sample = _Sample(request, str(cmd["expect"]).encode(), start + seconds)
+    status = int(cmd.get("status", 200))
+    sample = _Sample(request, str(cmd["expect"]).encode(), start + seconds, status)
     for conn in conns:
         conn.begin(sample)
     pending = [conn.done for conn in conns]
@@ -566,14 +571,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One side's route: where to POST what, and what a good answer contains."""
+    """One side's route: where to POST what, and what a good answer contains (and its
+    status)."""
 
     side: str
     route: str
     port: int
     path: str
-    body: dict[str, Any]
+    body: Any
     expect: str
+    status: int = 200
 
     def answers(self) -> bool:
         """True if one request on a fresh connection is answered well."""
@@ -581,7 +588,7 @@ class Endpoint:
             status, body = post(self.port, self.path, self.body)
         except OSError:
             return False
-        return status == 200 and self.expect.encode() in body
+        return status == self.status and self.expect.encode() in body
 
     def describe(self) -> str:
         """What one request on a fresh connection gets, for error messages."""
@@ -599,6 +606,7 @@ class Endpoint:
             "path": self.path,
             "body": self.body,
             "expect": self.expect,
+            "status": self.status,
             "clients": clients,
             "seconds": seconds,
         }
@@ -626,8 +634,9 @@ HOOKS = (
 )
 
 
-def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
-    """POST a JSON body on a fresh connection; the status and the body."""
+def post(port: int, path: str, body: Any) -> tuple[int, bytes]:
+    """POST a JSON body (an object or an array) on a fresh connection; the status and the
+    body."""
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
         conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})

@@ -1,4 +1,4 @@
-"""The eight figures, each a function of the :class:`~bench.procs.Lab` and the
+"""The nine figures, each a function of the :class:`~bench.procs.Lab` and the
 :class:`Settings`, returning its :class:`~bench.report.Row` list.
 
 Repeated measurements alternate the sides (wampd, baseline, then baseline, wampd, ...) so the
@@ -26,6 +26,7 @@ from wampd.backoff import Backoff
 from wampd.config import ReconnectConfig
 
 from .bridge import bridge
+from .outbox import outbox
 from .policies import (
     FULL_SCALE,
     SMOKE_SCALE,
@@ -120,12 +121,28 @@ class Settings:
     webhook_warmup: int = 300
     webhook_batch: int = 100
     webhook_stall: float = 10.0
+    #: Figure 9 (bench.outbox): intake samples -- seconds each, rounds, warm-up seconds per
+    #: workload, concurrent keep-alive clients, entries per batch request; the messages of
+    #: each drain and the drain rounds; the backlog for memory and start-up, its rounds, and
+    #: the seconds wampd settles after opening its store before its RSS is read; and the
+    #: seconds without an arrival after which a drain's missing messages are lost.
+    outbox_seconds: float = 1.0
+    outbox_rounds: int = 5
+    outbox_warmup: float = 0.5
+    outbox_clients: int = 32
+    outbox_batch: int = 100
+    outbox_drain_messages: int = 50_000
+    outbox_drain_rounds: int = 3
+    outbox_backlog_messages: int = 1_000_000
+    outbox_backlog_rounds: int = 3
+    outbox_settle: float = 2.0
+    outbox_stall: float = 10.0
     #: Deviations from the hosts' defaults (the smoke run only).
     options: HostOptions = field(default_factory=HostOptions)
     #: Figures in one lane run one after the other on one router; lanes run side by side,
     #: each with a router of its own (the smoke run only: it does not measure, it checks).
     lanes: tuple[tuple[str, ...], ...] = (
-        ("overhead", "detection", "recovery", "storm", "scrape", "fleet", "bridge"),
+        ("overhead", "detection", "recovery", "storm", "scrape", "fleet", "bridge", "outbox"),
     )
 
     @property
@@ -179,6 +196,15 @@ SMOKE = Settings(
     webhook_rounds=1,
     webhook_warmup=0,
     webhook_stall=5.0,
+    outbox_seconds=0.25,
+    outbox_rounds=1,
+    outbox_warmup=0.0,
+    outbox_drain_messages=300,
+    outbox_drain_rounds=1,
+    outbox_backlog_messages=2000,
+    outbox_backlog_rounds=1,
+    outbox_settle=0.3,
+    outbox_stall=5.0,
     options=HostOptions(
         wampd_sections=(
             ("keepalive", (("ping_interval", 1.0), ("ping_timeout", 1.0))),
@@ -187,7 +213,10 @@ SMOKE = Settings(
         runner_ping=1.0,
         retry=(0.1, 0.5),
     ),
-    lanes=(("overhead", "storm", "scrape", "bridge"), ("recovery", "detection", "fleet")),
+    lanes=(
+        ("overhead", "storm", "scrape", "bridge"),
+        ("recovery", "detection", "fleet", "outbox"),
+    ),
 )
 
 
@@ -816,7 +845,7 @@ def fleet(lab: Lab, settings: Settings) -> list[Row]:
 
 
 #: The figures by name, in the order they run (figures 1 and 2 share their hosts; figure 8,
-#: the sidecar bridge, is in bench.bridge).
+#: the sidecar bridge, is in bench.bridge; figure 9, the durable outbox, in bench.outbox).
 FIGURES: dict[str, Callable[[Lab, Settings], list[Row]]] = {
     "overhead": overhead,
     "detection": detection,
@@ -825,4 +854,5 @@ FIGURES: dict[str, Callable[[Lab, Settings], list[Row]]] = {
     "scrape": scrape,
     "fleet": fleet,
     "bridge": bridge,
+    "outbox": outbox,
 }

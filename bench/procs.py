@@ -127,10 +127,14 @@ class Host:
         http: bool = False,
         bridge: bool = False,
         subscriptions: list[dict[str, Any]] | None = None,
+        outbox: dict[str, Any] | None = None,
+        router_url: str | None = None,
     ) -> None:
         """Prepare (not start) a host of ``kind`` with ``sessions`` sessions (wampd with
         ``bridge``: also its sidecar bridge, on :attr:`bridge_port`, with ``subscriptions``
-        as its ``[[bridge.subscription]]`` tables; ``sessions`` may then be 0)."""
+        as its ``[[bridge.subscription]]`` tables; ``sessions`` may then be 0). wampd with
+        ``outbox``: that ``[outbox]`` table (its durable outbox). ``router_url``: the
+        router wampd connects to instead of the lab's (one where nothing listens, say)."""
         self.lab = lab
         self.kind = kind
         self.sessions = sessions
@@ -145,7 +149,11 @@ class Host:
         self.bridge_port: int | None = free_port() if kind == "wampd" and bridge else None
         self.http = http
         self.subscriptions = list(subscriptions or [])
+        self.outbox = dict(outbox) if outbox is not None else None
+        self.router_url = router_url
         self._events: list[HostEvent] = []
+        #: Every JSON line wampd has logged so far (see :meth:`log_events`).
+        self._log: list[dict[str, Any]] = []
         self._events_file = JsonLines(self.events_path)
         #: wampd logs its joins and leaves itself (JSON lines on stdout).
         self._log_file = JsonLines(self.workdir / "stdout.log") if kind == "wampd" else None
@@ -175,7 +183,7 @@ class Host:
         """wampd's defaults, except the router, a free HTTP port (and bridge port), and the
         smoke overrides."""
         sections: dict[str, dict[str, Any]] = {
-            "router": {"url": self.lab.router.url(), "realm": REALM},
+            "router": {"url": self.router_url or self.lab.router.url(), "realm": REALM},
             "http": {"listen": f"127.0.0.1:{self.http_port}"},
             "log": {"format": "json", "level": "info"},
         }
@@ -183,6 +191,8 @@ class Host:
             sections["bridge"] = {"listen": f"127.0.0.1:{self.bridge_port}"}
             if self.subscriptions:
                 sections["bridge"]["subscription"] = self.subscriptions
+        if self.outbox is not None:
+            sections["outbox"] = dict(self.outbox)
         for section, items in self.options.wampd_sections:
             sections[section] = dict(items)
         components = [
@@ -237,15 +247,37 @@ class Host:
                     str(obj.get("session", "")),
                 )
             )
-        if self._log_file is not None:
-            for obj in self._log_file.new_objects():
-                mapped = _WAMPD_EVENTS.get(str(obj.get("event")))
-                if mapped is not None:
-                    self._events.append(
-                        HostEvent(mapped, _stamp(obj["timestamp"]), str(obj.get("component", "")))
-                    )
+        self._read_log()
         self._events.sort(key=lambda e: e.t)
         return [e for e in self._events if (kind is None or e.kind == kind) and e.t > after]
+
+    def _read_log(self) -> None:
+        """Take in what wampd logged since the last look (its joins and leaves are host
+        events)."""
+        if self._log_file is None:
+            return
+        for obj in self._log_file.new_objects():
+            self._log.append(obj)
+            mapped = _WAMPD_EVENTS.get(str(obj.get("event")))
+            if mapped is not None:
+                self._events.append(
+                    HostEvent(mapped, _stamp(obj["timestamp"]), str(obj.get("component", "")))
+                )
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        """wampd's log lines (JSON objects) of ``event`` so far, oldest first."""
+        self._read_log()
+        return [obj for obj in self._log if obj.get("event") == event]
+
+    def wait_logged(self, event: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until wampd has logged ``event``; the first such line."""
+        return poll(
+            lambda: next(iter(self.log_events(event)), None),
+            timeout,
+            describe=lambda: f"{self.name}: no {event!r} logged\n{self.describe()}",
+            stop=lambda: not self.proc.running,
+            interval=POLL,
+        )
 
     def first_per_session(self, kind: str, after: float) -> dict[str, float]:
         """For each session, the time of its first ``kind`` event after ``after``."""

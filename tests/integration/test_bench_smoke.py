@@ -3,9 +3,10 @@
 The full bench (``scripts/bench``, about 10 minutes) is not part of the suite. This runs
 ``python -m bench --smoke`` -- every figure with tiny counts (3 sessions instead of 100,
 one outage of 0.3 s, a 3 s cap for "not detected", shortened keepalive and backoff, one
-0.25 s sample per bridge route and client count, one burst of 200 webhook events per side)
-against real Crossbar routers, in under 30 s -- and checks what it wrote, in a temporary
-folder, never the repository root.
+0.25 s sample per bridge route and client count, one burst of 200 webhook events per side,
+one 0.25 s sample per outbox intake workload, a drain of 300 messages and a backlog of
+2,000) against real Crossbar routers, in about 30 s -- and checks what it wrote, in a
+temporary folder, never the repository root.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,17 @@ EXPECTED = {
     "bridge_call_p99_ms_32": "lower",
     "bridge_webhook_eps_inflight_1": "higher",
     "bridge_webhook_eps_inflight_16": "higher",
+    "outbox_intake_rps_normal": "higher",
+    "outbox_intake_rps_full": "higher",
+    "outbox_intake_p99_ms_normal": "lower",
+    "outbox_intake_p99_ms_full": "lower",
+    "outbox_batch_msgs_normal": "higher",
+    "outbox_batch_msgs_full": "higher",
+    "outbox_batch_p99_ms_normal": "lower",
+    "outbox_batch_p99_ms_full": "lower",
+    "outbox_drain_msgs": "higher",
+    "outbox_rss_1m_queued": "lower",
+    "outbox_startup_1m_seconds": "lower",
 }
 
 #: (low, high) bounds a sane smoke value lies in, by row-name prefix.
@@ -88,6 +102,12 @@ BOUNDS = {
     "bridge_call_rps": (1.0, 1e6),
     "bridge_webhook_eps": (1.0, 1e6),
     "bridge_": (0.001, 10_000.0),  # ms
+    "outbox_intake_rps": (1.0, 1e6),  # requests/s
+    "outbox_batch_msgs": (1.0, 1e7),  # messages/s
+    "outbox_drain_msgs": (1.0, 1e6),  # messages/s
+    "outbox_rss_": (10.0, 1024.0),  # MiB
+    "outbox_startup_": (0.0, 60.0),  # s (wampd logs it to the ms: 0 can happen)
+    "outbox_": (0.001, 10_000.0),  # ms
 }
 
 
@@ -154,7 +174,7 @@ def test_bench_smoke_run_writes_every_figure(tmp_path: Path) -> None:
                 continue
             assert isinstance(value, (int, float)) and math.isfinite(value), (name, side, value)
             assert low <= value <= high, (name, side, value)
-        if row["wampd"] is None or row["baseline"] is None:
+        if row["wampd"] is None or not row["baseline"]:
             assert row["ratio"] is None, name
         else:
             assert row["ratio"] == pytest.approx(row["wampd"] / row["baseline"], rel=1e-3), name
@@ -186,15 +206,31 @@ def test_bench_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert "bridge: webhooks round 1/1, 200 events" in completed.stderr
     assert "events lost" not in completed.stderr
     assert "the webhook receiver under the load generator" in completed.stderr
+    # Figure 9: every outbox row has both sides (the drain's counts were checked by the
+    # bench: a message missing or repeated fails it), each from its own measurement.
+    outbox_rows = [row for row in rows if row["name"].startswith("outbox_")]
+    assert len(outbox_rows) == 11
+    for row in outbox_rows:
+        for side in ("wampd", "baseline"):
+            assert isinstance(row[side], (int, float)), (row["name"], side)
+    assert by_name["outbox_drain_msgs"]["baseline_name"].startswith("autobahn ApplicationRunner")
+    assert "outbox: drain round 1/1" in completed.stderr
+    assert "outbox: backlog round 1/1 (2,000 messages)" in completed.stderr
 
     # The bench counts every host's connection attempts the same way (reactor.connectTCP);
-    # for wampd that count (of those to its lane's router: the bridge's webhooks connect
-    # through it too) must equal wampd's own connect.attempt events.
+    # for wampd that count (of those to its router: the bridge's webhooks connect through it
+    # too) must equal wampd's own connect.attempt events. Its router is its lane's, but for
+    # figure 9's backlog hosts, given a port where nothing listens.
     wampd_dirs = sorted(workdir.glob("lane-*/wampd-*"))
     assert wampd_dirs
+    elsewhere = []
     for folder in wampd_dirs:
         config = json.loads((folder.parent / "router" / ".crossbar" / "config.json").read_text())
-        router_port = config["workers"][0]["transports"][0]["endpoint"]["port"]
+        lane_port = config["workers"][0]["transports"][0]["endpoint"]["port"]
+        url = tomllib.loads((folder / "wampd.toml").read_text())["router"]["url"]
+        router_port = urllib.parse.urlsplit(url).port
+        if router_port != lane_port:
+            elsewhere.append(folder.name)
         counted = [
             e
             for e in parse_json_lines((folder / "events.jsonl").read_text())
@@ -206,6 +242,8 @@ def test_bench_smoke_run_writes_every_figure(tmp_path: Path) -> None:
             if e.get("event") == "connect.attempt"
         ]
         assert len(counted) == len(logged) > 0, folder.name
+    # The backlog's two hosts (one round: 2,000 queued, and empty).
+    assert len(elsewhere) == 2, elsewhere
 
     assert live_processes_mentioning(str(workdir)) == []
     after = repo_results.stat().st_mtime_ns if repo_results.exists() else None
