@@ -27,6 +27,7 @@ from kubernetes_validate.utils import (  # type: ignore[import-untyped]  # as ab
 )
 
 from wampd.config import Config, parse_config
+from wampd.keys import BadKey, generate, load_private_key, write_key_pair
 
 K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 
@@ -43,7 +44,11 @@ KUSTOMIZATION = ("kustomize.config.k8s.io/v1beta1", "Kustomization")
 SIDECAR = "wampd"
 WAMPD_IMAGE = "ghcr.io/example/wampd:0.1.0"
 CONFIG_PATH = "/etc/wampd/wampd.toml"
-SECRET_PATH = "/run/secrets/wampd/ticket"
+#: Where the key Secret is mounted (in the init container wampd-key only), and where that
+#: copies it for wampd: a file of its own, mode 0400.
+SECRET_PATH = "/run/secrets/wampd/wampd.key"
+KEY_PATH = "/run/wampd/key/wampd.key"
+KEY_COPIER = "wampd-key"
 METRICS_PORT_NAME = "metrics"
 #: Seconds the grace period must leave beyond ``[shutdown] timeout`` (the app's own
 #: shutdown comes first with native sidecars, then SIGKILL needs some slack).
@@ -99,19 +104,26 @@ def toml_text() -> str:
 
 
 def wampd_config(tmp_path: Path) -> Config:
-    """The ConfigMap's wampd.toml through wampd's loader, the ticket read from ``tmp_path``.
+    """The ConfigMap's wampd.toml through wampd's loader, with a real key in ``tmp_path``.
 
-    ``secret_file`` must exist for the loader: the Secret's example ticket is written to a
-    mode-0600 file and the path rewritten (after checking it is the mounted one).
+    ``key_file`` must exist for the loader, and the Secret's example is a placeholder (on
+    purpose: not a key): a key ``wampd keygen`` makes is put where the path pointed, mode
+    0400 as the init container copies it (after checking the path is the copied one).
     """
     data = tomllib.loads(toml_text())
     auth = data["router"]["auth"]
-    assert auth["secret_file"] == SECRET_PATH
-    ticket = tmp_path / "ticket"
-    ticket.write_text(one("Secret")["stringData"]["ticket"], encoding="utf-8")
-    ticket.chmod(0o600)
-    auth["secret_file"] = str(ticket)
+    assert auth["key_file"] == KEY_PATH
+    key = tmp_path / "wampd.key"
+    write_key_pair(str(key), generate())
+    key.chmod(0o400)
+    auth["key_file"] = str(key)
     return parse_config(data, environ={}, source=CONFIG_PATH)
+
+
+def key_copier() -> dict[str, Any]:
+    found = [c for c in pod_spec().get("initContainers", []) if c["name"] == KEY_COPIER]
+    assert len(found) == 1, f"no init container named {KEY_COPIER!r}"
+    return found[0]
 
 
 def port_number(container: Mapping[str, Any], port: int | str) -> int:
@@ -241,8 +253,10 @@ def test_wampd_is_a_native_sidecar() -> None:
     assert container["image"] == WAMPD_IMAGE
     assert container["args"] == ["run", "--config", CONFIG_PATH]
     assert "command" not in container, "the image's entrypoint is wampd"
-    # A sidecar that every later init container waits for, if there are any.
-    assert spec["initContainers"][0]["name"] == SIDECAR
+    # Only the key's copy runs before it (and exits); every later init container would
+    # wait for the sidecar.
+    assert [c["name"] for c in spec["initContainers"]][:2] == [KEY_COPIER, SIDECAR]
+    assert "restartPolicy" not in key_copier()
     assert spec.get("restartPolicy", "Always") == "Always"
 
 
@@ -255,8 +269,9 @@ def test_deployment_selects_its_own_pods() -> None:
     assert selector["matchLabels"].items() <= labels.items()
 
 
-def test_config_and_ticket_are_mounted_where_wampd_reads_them() -> None:
-    """The ConfigMap lands at ``--config``'s path and the Secret at ``secret_file``'s.
+def test_config_and_key_are_mounted_where_wampd_reads_them() -> None:
+    """The ConfigMap lands at ``--config``'s path; the key Secret in the init container,
+    which copies it, mode 0400, to ``key_file``'s path on a volume wampd mounts.
 
     Names, keys and paths are spread over three files; a rename in one of them would only
     show in the cluster, as an exit status 2.
@@ -265,29 +280,58 @@ def test_config_and_ticket_are_mounted_where_wampd_reads_them() -> None:
     container = sidecar()
     config_file = mounted_file(container, "configMap", configmap["metadata"]["name"], "wampd.toml")
     assert config_file == CONFIG_PATH
-    secret_file = mounted_file(container, "secret", secret["metadata"]["name"], "ticket")
-    assert secret_file == tomllib.loads(toml_text())["router"]["auth"]["secret_file"]
+    copier = key_copier()
+    secret_file = mounted_file(copier, "secret", secret["metadata"]["name"], "wampd.key")
+    assert secret_file == SECRET_PATH
+    key_file = tomllib.loads(toml_text())["router"]["auth"]["key_file"]
+    assert copier["command"] == ["install", "-m", "0400", SECRET_PATH, key_file]
+    assert copier["image"] == container["image"]  # coreutils' install is in wampd's image
+    # The copy's folder is one emptyDir, in memory, that both mount (wampd read-only).
+    folder = str(PurePosixPath(key_file).parent)
+    (volume,) = [
+        v
+        for v in pod_spec()["volumes"]
+        if any(m["name"] == v["name"] and m["mountPath"] == folder for m in copier["volumeMounts"])
+    ]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    mounts = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert [(m["mountPath"], m.get("readOnly")) for m in mounts] == [(folder, True)]
     assert all(m.get("readOnly") for m in container["volumeMounts"])
+    # Only the copier sees the Secret itself.
+    secret_volume = next(v for v in pod_spec()["volumes"] if "secret" in v)
+    for other in all_containers():
+        if other["name"] != KEY_COPIER:
+            assert secret_volume["name"] not in [m["name"] for m in other.get("volumeMounts", [])]
 
 
-def test_ticket_secret_is_a_file_readable_by_wampd_only() -> None:
-    """The ticket Secret is an Opaque file, group-readable by wampd's fsGroup, no more.
+def test_the_key_secret_is_a_file_and_its_example_no_key() -> None:
+    """The key Secret is an Opaque file, group-readable by the pod's fsGroup (the copier's
+    group), never an env var; the example's value is a placeholder wampd refuses.
 
-    Mode 0440 with ``fsGroup`` is the tightest that UID 10001 can read: 0400 would leave
-    it root's only, anything wider would show it to other users. Never in ``env``.
+    Mode 0440 with ``fsGroup`` is the tightest that UID 10001 can read; wampd itself reads
+    only the copy, which ``install -m 0400`` makes its own.
     """
     secret = one("Secret")
     assert secret["type"] == "Opaque"
-    assert set(secret["stringData"]) == {"ticket"}
-    assert secret["stringData"]["ticket"].strip()
+    assert set(secret["stringData"]) == {"wampd.key"}
     name = secret["metadata"]["name"]
     volume = next(v for v in pod_spec()["volumes"] if "secret" in v)
     assert volume["secret"]["secretName"] == name
     assert volume["secret"]["defaultMode"] == 0o440
-    assert pod_spec()["securityContext"]["fsGroup"] == sidecar()["securityContext"]["runAsGroup"]
+    assert pod_spec()["securityContext"]["fsGroup"] == key_copier()["securityContext"]["runAsGroup"]
     for container in all_containers():
         for env in container.get("env", []):
             assert "secretKeyRef" not in env.get("valueFrom", {}), container["name"]
+
+
+def test_the_example_key_is_refused(tmp_path: Path) -> None:
+    """Deployed unchanged, the placeholder makes wampd exit 2 naming the file, rather than
+    join with a key that is in a public repository."""
+    placeholder = tmp_path / "wampd.key"
+    placeholder.write_text(one("Secret")["stringData"]["wampd.key"])
+    placeholder.chmod(0o400)
+    with pytest.raises(BadKey, match="is not a key wampd reads"):
+        load_private_key(str(placeholder))
 
 
 # --------------------------------------------------------------------------------------
@@ -299,13 +343,14 @@ def test_configmap_holds_a_valid_wampd_config(tmp_path: Path) -> None:
     """The ConfigMap's wampd.toml passes wampd's own loader, without a single warning.
 
     Catches an unknown key, a wrong type or a bad URL before a pod exits with status 2,
-    and pins what a pod needs: ticket auth from a file, JSON logs, one component.
+    and pins what a pod needs: cryptosign with a key file, JSON logs, one component.
     """
     config = wampd_config(tmp_path)
     assert config.warnings == ()
     assert config.router.urls and all(u.startswith("wss://") for u in config.router.urls)
     assert config.router.realm
-    assert config.router.auth.method == "ticket"
+    assert config.router.auth.method == "cryptosign"
+    assert config.router.auth.key is not None
     assert config.router.auth.authid
     assert config.log.format == "json"
     assert config.reconnect.retry_on_start
