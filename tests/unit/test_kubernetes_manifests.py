@@ -121,7 +121,9 @@ def wampd_config(tmp_path: Path) -> Config:
 
 
 def key_copier() -> dict[str, Any]:
-    found = [c for c in pod_spec().get("initContainers", []) if c["name"] == KEY_COPIER]
+    found: list[dict[str, Any]] = [
+        c for c in pod_spec().get("initContainers", []) if c["name"] == KEY_COPIER
+    ]
     assert len(found) == 1, f"no init container named {KEY_COPIER!r}"
     return found[0]
 
