@@ -82,6 +82,7 @@ def router_config(
     realm: str = "realm1",
     components: list[dict[str, Any]] | None = None,
     cryptosign: Mapping[str, Sequence[str]] | None = None,
+    pings: bool = True,
 ) -> dict[str, Any]:
     """The node configuration: one router worker (running ``components``, router components
     such as Crossbar's ``MessageForwarder``, if given), ``realm`` with roles ``anonymous`` and
@@ -99,7 +100,9 @@ def router_config(
     # The router pings its clients too, so the session of a client whose link died
     # without a FIN (and the registrations it holds) is cleaned up within seconds, as a
     # production router should be configured to do.
-    options = {"auto_ping_interval": 1000, "auto_ping_timeout": 2000}
+    # (``pings=False``: a router that never notices a link that died without a FIN, and
+    # keeps its session and registrations -- what wampd's force_reregister is for.)
+    options = {"auto_ping_interval": 1000, "auto_ping_timeout": 2000} if pings else {}
     config: dict[str, Any] = {
         "version": 2,
         "controller": {},
@@ -240,6 +243,7 @@ class CrossbarRouter(ProcessHost):
         realm: str = "realm1",
         components: list[dict[str, Any]] | None = None,
         cryptosign: Mapping[str, Sequence[str]] | None = None,
+        pings: bool = True,
     ) -> None:
         """A node (not started yet); ``components`` run in its router worker, ``cryptosign``
         principals are on ``/cryptosign`` (see :func:`router_config`)."""
@@ -249,7 +253,7 @@ class CrossbarRouter(ProcessHost):
         self.cbdir = self.workdir / ".crossbar"
         self.log_path = self.workdir / "crossbar.log"
         self.cbdir.mkdir(parents=True, exist_ok=True)
-        config = router_config(self.port, realm, components, cryptosign)
+        config = router_config(self.port, realm, components, cryptosign, pings)
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         #: Sessions the node holds of its own once started: one per HTTP bridge service
         #: (publisher, caller, and their signed variants) and one per component.

@@ -660,6 +660,13 @@ class ComponentSpec:
         read=lambda t, key, d: _read_extra(t, key, d),  # noqa: PLW0108 (defined below)
     )
     realm: str | None = _word("this component's own realm")
+    force_reregister: bool = setting(
+        False,
+        doc="every register() asks force_reregister: a rejoin after a link died without a "
+        "word takes its procedures back at once (needs the register permission)",
+        schema={"type": "boolean"},
+        read=lambda t, key, d: t.boolean(key, d),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -105,6 +105,7 @@ def wamp_settings(config: Config, spec: ComponentSpec) -> WampSettings:
         ping_interval=keepalive.ping_interval,
         ping_timeout=keepalive.ping_timeout,
         connect_timeout=keepalive.connect_timeout,
+        force_reregister=spec.force_reregister,
     )
 
 

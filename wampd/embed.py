@@ -57,6 +57,7 @@ class HostOptions(TypedDict, total=False):
     http_listen: str
     registry: CollectorRegistry
     rand: Callable[[], float]
+    force_reregister: bool
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class HostSettings:
     registry: CollectorRegistry | None = None
     #: Source of floats in [0, 1) for jitter (tests pass a constant).
     rand: Callable[[], float] = field(default=random.random, repr=False)
+    #: Every register() asks ``force_reregister`` (``[[component]] force_reregister``).
+    force_reregister: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> HostSettings:
@@ -116,6 +119,10 @@ class HostSettings:
             raise ValueError(f"name must be a non-empty string, got {values['name']!r}")
         if "rand" in values and not callable(values["rand"]):
             raise ValueError(f"rand must be a 0-argument callable, got {values['rand']!r}")
+        if "force_reregister" in values and not isinstance(values["force_reregister"], bool):
+            raise ValueError(
+                f"force_reregister must be True or False, got {values['force_reregister']!r}"
+            )
         values.update(
             jitter=None if values.get("jitter") is None else Jitter(reconnect.jitter),
             fatal_errors=frozenset(reconnect.fatal_errors),
@@ -381,5 +388,6 @@ def wamp_settings(
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         connect_timeout=settings.connect_timeout,
+        force_reregister=settings.force_reregister,
     )
     return wamp, connector

@@ -25,6 +25,7 @@ from typing import Any
 
 from autobahn.twisted.wamp import Application
 from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
+from autobahn.wamp import message
 from autobahn.wamp.auth import create_authenticator
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import CloseDetails, ComponentConfig
@@ -107,6 +108,9 @@ class WampSettings:
     #: (``"tls-unique"``) or None.
     authextra: Mapping[str, Any] = field(default_factory=dict)
     channel_binding: str | None = None
+    #: Every REGISTER asks for ``force_reregister``: a rejoin takes its procedures back
+    #: from a session of its own the router has not noticed is gone.
+    force_reregister: bool = False
     ping_interval: float = 5.0
     ping_timeout: float = 5.0
     connect_timeout: float = 10.0
@@ -315,7 +319,15 @@ def fresh_sessions(make: SessionFactory) -> SessionFactory:
 
 
 class _Protocol(WampWebSocketClientProtocol):
-    """autobahn's client protocol, telling its attempt about keepalive timeouts and the end."""
+    """autobahn's client protocol, telling its attempt about keepalive timeouts and the end
+    (and, with ``force_reregister``, marking every REGISTER so)."""
+
+    def send(self, msg: Any) -> None:
+        # Here, not in session.register: a component's decorated methods may carry
+        # RegisterOptions of their own, which register() would prefer to any given to it.
+        if isinstance(msg, message.Register) and self.factory.wampd_attempt.force_reregister:
+            msg.force_reregister = True
+        super().send(msg)  # type: ignore[no-untyped-call]
 
     def onAutoPingTimeout(self) -> None:
         self.factory.wampd_attempt.keepalive_timed_out()
@@ -342,6 +354,7 @@ class _Attempt:
         self._session: Any = None
         self.session_id = 0
         self.realm = connector.settings.realm or ""
+        self.force_reregister = connector.settings.force_reregister
         #: What happened to this attempt; :func:`~wampd.outcome.outcome` decides the end.
         self.facts = Facts()
         self._guard: DelayedCall | None = None

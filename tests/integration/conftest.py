@@ -86,8 +86,8 @@ def _stop_all(request: pytest.FixtureRequest, routers: list[Any]) -> None:
 @pytest.fixture
 def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrossbarFactory]:
     """Make Crossbar routers on demand: ``crossbar_factory(port=None, *, start=True,
-    realm="realm1", components=None, cryptosign=None)``; each gets its own directory under
-    ``tmp_path``. All are stopped at teardown."""
+    realm="realm1", components=None, cryptosign=None, pings=True)``; each gets its own
+    directory under ``tmp_path``. All are stopped at teardown."""
     _require_crossbar()
     routers: list[CrossbarRouter] = []
 
@@ -98,6 +98,7 @@ def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         realm: str = "realm1",
         components: list[dict[str, Any]] | None = None,
         cryptosign: Mapping[str, Sequence[str]] | None = None,
+        pings: bool = True,
     ) -> CrossbarRouter:
         router = CrossbarRouter(
             tmp_path / f"crossbar-{len(routers) + 1}",
@@ -105,6 +106,7 @@ def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
             realm=realm,
             components=components,
             cryptosign=cryptosign,
+            pings=pings,
         )
         routers.append(router)
         if start:

@@ -33,8 +33,9 @@ from harness.procs import REPO_ROOT, harness_env
 from harness.silent_server import SilentServer
 from harness.wamp_call import call, call_result, call_until_ok
 
+from .conftest import CrossbarFactory
 from .figures import record_figures
-from .wampd_proc import REALM, Launch, WampdProcess, write_config
+from .wampd_proc import HELLO, REALM, Launch, WampdProcess, write_config
 
 FULL = os.environ.get("WAMPD_FAULT_FULL") == "1"
 KILL_CYCLES = 20 if FULL else 2
@@ -382,3 +383,55 @@ def test_sigkill_of_wampd_leaves_no_stale_session(crossbar: CrossbarRouter, laun
     call_until_ok(crossbar.url(), REALM, "com.example.hello", 20, args=["z"])
     assert len(callees(crossbar, "com.example.hello")) == 1
     assert again.terminate() == 0
+
+
+def _stale_registration(
+    router: CrossbarRouter, proxy: FaultProxy, launch: Launch, *, force: bool
+) -> WampdProcess:
+    """wampd's first session reaches a router that never pings its clients through the
+    fault proxy, whose link then goes dead without a FIN (blackhole): wampd notices by its
+    keepalive and joins again on the router's second URL, while the router still holds the
+    old session and its registration of ``com.example.hello``."""
+    daemon = launch(
+        [proxy.url(), router.url()],
+        components=[{**HELLO, "force_reregister": force}],
+        keepalive={"ping_interval": 1.0, "ping_timeout": 1.0},
+        reconnect={"max_retries": -1},
+    )
+    first = daemon.wait_for("session.joined")[0]
+    assert first["url"] == proxy.url()
+    proxy.mode("blackhole")
+    daemon.wait_for("keepalive.timeout", timeout=15)
+    return daemon
+
+
+def test_force_reregister_takes_the_procedure_back_at_once(
+    crossbar_factory: CrossbarFactory, launch: Launch, tmp_path: Path
+) -> None:
+    """With force_reregister the new session's registration succeeds at once and calls
+    reach it, though the router never noticed the old session die."""
+    router = crossbar_factory(pings=False)
+    with FaultProxy(tmp_path / "proxy", router.port) as proxy:
+        daemon = _stale_registration(router, proxy, launch, force=True)
+        second = daemon.wait_for("session.joined", count=2, timeout=30)[1]
+        assert second["url"] == router.url()
+        session_id, _ = call_until_ok(router.url(), REALM, "com.example.session_id", 10)
+        assert session_id == second["session_id"]  # the new callee, not the stale one
+        hello, _ = call_until_ok(router.url(), REALM, "com.example.hello", 10, args=["x"])
+        assert hello == "hello, x"
+        assert daemon.events("component.error") == []
+        assert daemon.terminate() == 0
+
+
+def test_without_force_reregister_the_stale_registration_blocks_the_rejoin(
+    crossbar_factory: CrossbarFactory, launch: Launch, tmp_path: Path
+) -> None:
+    """The same without the option: procedure_already_exists, left and retried with
+    backoff, for as long as the router holds the old session (here: for good)."""
+    router = crossbar_factory(pings=False)
+    with FaultProxy(tmp_path / "proxy", router.port) as proxy:
+        daemon = _stale_registration(router, proxy, launch, force=False)
+        errors = daemon.wait_for("component.error", count=2, timeout=30)
+        assert all("procedure_already_exists" in e["error"] for e in errors)
+        assert daemon.events("retry.scheduled")
+        assert daemon.terminate() == 0

@@ -74,7 +74,9 @@ def test_check_config_prints_effective_config_with_secrets_masked(
         "channel_binding": "none",
     }
     assert data["reconnect"]["max_retries"] == -1
-    assert data["component"] == [{"name": "plain", "entry": "tests.unit.sample_entries:Plain"}]
+    assert data["component"] == [
+        {"name": "plain", "entry": "tests.unit.sample_entries:Plain", "force_reregister": False}
+    ]
     assert "[[component]]" in out
     assert "t0pSecret" not in out
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 from typing import Any, cast
 
 import autobahn.websocket.protocol
+import pytest
+from autobahn.twisted.websocket import WampWebSocketClientProtocol
+from autobahn.wamp import message
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
@@ -13,6 +17,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 import wampd.wamp
+from wampd.config import parse_config
+from wampd.daemon import wamp_settings
+from wampd.embed import HostSettings
+from wampd.embed import wamp_settings as embed_settings
 from wampd.wamp import PreciseTimer, WampConnector, WampSettings, tcp_endpoint
 
 
@@ -85,3 +93,45 @@ class _Factory:
 
 def _refused() -> Failure:
     return Failure(ConnectionRefusedError())
+
+
+def test_force_reregister_marks_every_register_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the protocol, so registrations whose decorators carry RegisterOptions of their
+    own (which autobahn's register() prefers to the ones it is given) are marked too."""
+    sent: list[Any] = []
+    monkeypatch.setattr(WampWebSocketClientProtocol, "send", lambda self, msg: sent.append(msg))
+    for force in (True, False):
+        protocol = wampd.wamp._Protocol()
+        protocol.factory = SimpleNamespace(wampd_attempt=SimpleNamespace(force_reregister=force))
+        own = message.Register(2, "com.example.b", invoke="roundrobin")
+        protocol.send(message.Register(1, "com.example.a"))
+        protocol.send(own)
+        protocol.send(message.Publish(3, "com.example.t"))
+        registers = [m for m in sent if isinstance(m, message.Register)]
+        assert [m.force_reregister for m in registers] == [True, True] if force else [None, None]
+        assert own.invoke == "roundrobin"  # the component's own options stay
+        assert not hasattr(sent[2], "force_reregister") or sent[2].force_reregister is None
+        sent.clear()
+
+
+def test_force_reregister_reaches_the_connector_from_config_and_keywords(tmp_path: Any) -> None:
+    data = {
+        "router": {"url": "ws://127.0.0.1:9/ws", "realm": "r"},
+        "component": [
+            {"name": "a", "entry": "m:A", "force_reregister": True},
+            {"name": "b", "entry": "m:B"},
+        ],
+    }
+    config = parse_config(data, environ={})
+    a, b = config.components
+    assert wamp_settings(config, a).force_reregister is True
+    assert wamp_settings(config, b).force_reregister is False
+    settings = HostSettings.from_options({"force_reregister": True})
+    wamp, _ = embed_settings(
+        realm="r", serializers=None, proxy=None, headers=None, settings=settings
+    )
+    assert wamp.force_reregister is True
+    with pytest.raises(ValueError, match="force_reregister must be True or False"):
+        HostSettings.from_options({"force_reregister": "yes"})
