@@ -41,6 +41,7 @@ import tomli_w
 
 from wampd.errors import ConfigError
 
+from .failover import MODES as FAILOVER_MODES
 from .keys import BadKey, PrivateKey, load_private_key
 from .spec import Setting, default_of, keys, schema, setting, settings
 
@@ -290,7 +291,7 @@ class RouterConfig:
 
     urls: tuple[str, ...] = setting(
         key="url",
-        doc="the router's ws:// or wss:// URL, or a list of them (failover, round-robin)",
+        doc="the router's ws:// or wss:// URL, or a list of them (see failover)",
         required=True,
         example="ws://127.0.0.1:8080/ws",
         schema={
@@ -328,6 +329,17 @@ class RouterConfig:
         default_factory=_empty_mapping,
         schema={"type": "object", "additionalProperties": {"type": "string"}},
         read=lambda t, key, d: _read_headers(t, key, d),  # noqa: PLW0108 (defined below)
+    )
+    failover: str = _choice(
+        "ordered",
+        "with several URLs: ordered | round_robin | shuffle (see How it behaves)",
+        {m: m for m in FAILOVER_MODES},
+    )
+    prefer_first: bool = setting(
+        False,
+        doc="ordered, shuffle: every outage starts again from the first URL",
+        schema={"type": "boolean"},
+        read=lambda t, key, d: t.boolean(key, d),
     )
     tls: TLSConfig = setting(TLSConfig(), doc="TLS for wss:// URLs", flatten=True, record=TLSConfig)
     proxy: ProxyConfig | None = setting(
@@ -662,8 +674,7 @@ class ComponentSpec:
     realm: str | None = _word("this component's own realm")
     force_reregister: bool = setting(
         False,
-        doc="every register() asks force_reregister: a rejoin after a link died without a "
-        "word takes its procedures back at once (needs the register permission)",
+        doc="every register() asks force_reregister (see Components)",
         schema={"type": "boolean"},
         read=lambda t, key, d: t.boolean(key, d),
     )
@@ -1222,7 +1233,9 @@ def _check_tls(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
 
 
 def _check_router(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
-    """cryptosign's channel binding needs TLS."""
+    """cryptosign's channel binding needs TLS; prefer_first needs an order to prefer in."""
+    if values.get("prefer_first") and values.get("failover") == "round_robin":
+        t.problem("prefer_first", 'only with failover = "ordered" or "shuffle"')
     auth = values.get("auth")
     binding = auth.channel_binding if isinstance(auth, AuthConfig) else "none"
     if binding != "none" and not _any_secure(t.raw("url")):

@@ -147,6 +147,8 @@ def plan(
         admission_rate=config.reconnect.admission_rate,
         admission_burst=config.reconnect.admission_burst,
         probe_interval=config.reconnect.probe_interval,
+        failover=config.router.failover,
+        prefer_first=config.router.prefer_first,
     )
 
 

@@ -36,6 +36,7 @@ from .backoff import Backoff
 from .errors import FatalRouterError, RetriesExhausted, WampdError
 from .events import Event, EventFields, EventHub, EventName, State, names
 from .events import EventName as N
+from .failover import Failover
 from .gate import Gate, Ticket
 from .link import AttemptError, Connector, Link, Loss
 
@@ -127,7 +128,8 @@ class _Core:
     outage_since: float | None = None
     #: Whether a session has ever joined (``retry_on_start = false`` looks at this).
     ever_joined: bool = False
-    next_url: int = 0
+    #: Which URL the next attempt goes to (set by the Supervisor).
+    failover: Failover = field(default_factory=lambda: Failover(("ws://unset",)))
     stop_waiters: list[Deferred[None]] = field(default_factory=list)
     finish_waiters: list[Deferred[None]] = field(default_factory=list)
 
@@ -234,8 +236,11 @@ class _Core:
         return self.policy.backoff.delay(self.failures + 1, self.rand, self.previous_delay)
 
     def route(self, machine: _Inputs, problem: _Problem) -> None:
-        """Feed the input that ``problem`` leads to; the next attempt tries the next URL."""
-        self.next_url += 1
+        """Feed the input that ``problem`` leads to; :attr:`failover` picks the next URL."""
+        if problem.loss is not None:
+            self.failover.lost()
+        else:
+            self.failover.failed()
         if problem.loss is not None and problem.loss.by_component:
             machine._done(problem)
         elif isinstance(verdict := self.plan(problem), WampdError):
@@ -345,7 +350,7 @@ def _build() -> Callable[[_Core], _Inputs]:
         if core.state in (State.STOPPED, State.FAILED):
             # Started again after the end: a fresh outage count.
             core.failures, core.previous_delay, core.outage_since = 0, None, None
-        url = core.urls[core.next_url % len(core.urls)]
+        url = core.failover.url
         core.emit(names.CONNECT_ATTEMPT, State.CONNECTING, url=url, attempt=core.failures + 1)
         attempt = _Pending(core.connector(url, core.emit), url, core.clock.seconds())
         # The clock is the reactor, or a Clock in tests.
@@ -483,6 +488,7 @@ def _build() -> Callable[[_Core], _Inputs]:
         outage = None if core.outage_since is None else now - core.outage_since
         core.outage_since = None
         core.ever_joined = True
+        core.failover.joined()
         if core.gate is not None:
             core.gate.answered()
         core.emit(
@@ -578,13 +584,15 @@ class Supervisor(Service):
 
     :param name: the component's name (the ``component`` of every event).
     :param connector: makes one connection attempt; see :mod:`wampd.link`.
-    :param urls: router URLs, tried in turn (failover).
+    :param urls: router URLs (failover between them as ``failover`` says).
     :param policy: retry policy.
     :param clock: the reactor, or a ``twisted.internet.task.Clock`` in tests.
     :param hub: where events go.
     :param rand: a source of floats in ``[0, 1)`` for jitter.
     :param connect_timeout: seconds an attempt may take from TCP connect to WAMP join.
     :param gate: shared with the other supervisors of the same router (:mod:`wampd.gate`).
+    :param failover: ``ordered`` or ``round_robin`` (:mod:`wampd.failover`; ``shuffle`` is
+        ``ordered`` over shuffled ``urls``), with ``prefer_first``.
     """
 
     def __init__(
@@ -600,6 +608,8 @@ class Supervisor(Service):
         connect_timeout: float = 10.0,
         leave_timeout: float = 5.0,
         gate: Gate | None = None,
+        failover: str = "ordered",
+        prefer_first: bool = False,
     ) -> None:
         if not urls:
             raise ValueError("a supervisor needs at least one router URL")
@@ -615,6 +625,7 @@ class Supervisor(Service):
             leave_timeout,
             hub,
             gate,
+            failover=Failover(urls, failover, prefer_first=prefer_first),
         )
         self._machine = _Machine(self._core)
 

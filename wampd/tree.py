@@ -28,6 +28,7 @@ from twisted.web.server import Site
 from .bridge import Bridge
 from .config import BRIDGE_COMPONENT, OUTBOX_COMPONENT, BridgeConfig, OutboxConfig
 from .events import EventHub, Observer
+from .failover import shuffled
 from .gate import Gate
 from .health import Health
 from .http import make_site, render_registry
@@ -96,6 +97,9 @@ class Plan:
     bridge: BridgePlan | None = None
     #: The durable outbox (its session is one more component, named ``outbox``); None: off.
     outbox: OutboxPlan | None = None
+    #: How supervisors move between a component's URLs (:mod:`wampd.failover`).
+    failover: str = "ordered"
+    prefer_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -399,6 +403,8 @@ class Tree(MultiService):
         # What hosted components find in config.shared.
         shared = {SHARED_KEY: self.outbox if self.outbox is not None else NoOutbox()}
         self.supervisors: dict[str, Supervisor] = {}
+        #: ``shuffle``: each URL list's order, drawn once for every supervisor of the tree.
+        self._orders: dict[tuple[str, ...], tuple[str, ...]] = {}
         # Components that reach the same router (URLs and realm) share what they know of it.
         sharing = Counter((c.urls, c.wamp.realm) for c in components)
         gates = {
@@ -420,7 +426,7 @@ class Tree(MultiService):
             supervisor = Supervisor(
                 component.name,
                 connector,
-                component.urls,
+                self._order(component.urls, plan),
                 policy=component.policy,
                 clock=reactor,
                 hub=self.hub,
@@ -432,6 +438,8 @@ class Tree(MultiService):
                     else leave_timeout(plan.shutdown_timeout)
                 ),
                 gate=gates.get((component.urls, component.wamp.realm)),
+                failover="round_robin" if plan.failover == "round_robin" else "ordered",
+                prefer_first=plan.prefer_first,
             )
             # The bridge's session stops after its drain: a child of the bridge's service;
             # the outbox's after its sender: a child of the outbox's.
@@ -445,6 +453,15 @@ class Tree(MultiService):
         )
         if notifier is not None:
             _Notify(notifier, self.hub).setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def _order(self, urls: tuple[str, ...], plan: Plan) -> tuple[str, ...]:
+        """``urls`` in the order the supervisors try them: as given, or (``shuffle``) in
+        one random order the whole tree shares."""
+        if plan.failover != "shuffle":
+            return urls
+        if urls not in self._orders:
+            self._orders[urls] = shuffled(urls, plan.rand)
+        return self._orders[urls]
 
     def _own_sessions(
         self, plan: Plan, reactor: Any, logger: Any, metrics: Metrics | None

@@ -24,6 +24,7 @@ from harness.ports import free_port
 from harness.silent_server import SilentServer
 from harness.wamp_call import call, call_result, call_until_ok, error_uri
 
+from .conftest import CrossbarFactory
 from .wampd_proc import HELLO, REALM, Launch
 
 
@@ -390,3 +391,32 @@ def test_http_connect_proxy(module_crossbar: CrossbarRouter, launch: Launch) -> 
         assert proxy.requests == [f"127.0.0.1:{module_crossbar.port}"]
         assert hello(module_crossbar) == "hello, wampd"
         assert daemon.terminate() == 0
+
+
+def test_failover_between_two_routers_stays_on_the_one_that_works(
+    crossbar_factory: CrossbarFactory, launch: Launch
+) -> None:
+    """Joined on A; A is killed: joined on B within the backoff bound (A tried once more
+    first: it was the router that worked), a plain caller on B reaches the component; A
+    comes back, and the component stays on B, in the same session."""
+    a, b = crossbar_factory(), crossbar_factory()
+    daemon = launch([a.url(), b.url()], reconnect={"max_retries": -1})
+    assert daemon.wait_for("session.joined")[0]["url"] == a.url()
+    a.kill()
+    killed = time.monotonic()
+    joined = daemon.wait_for("session.joined", count=2, timeout=30)[1]
+    took = time.monotonic() - killed
+    assert joined["url"] == b.url()
+    # Two retries at most (0.2 s then 0.4 s, FAST) and their attempts; slack for the
+    # machine and the noticing of the loss.
+    assert took < 0.2 + 0.4 + 3.0, took
+    attempts = [e["url"] for e in daemon.events("connect.attempt")]
+    assert attempts[-2:] == [a.url(), b.url()]
+    assert call_until_ok(b.url(), REALM, "com.example.hello", 10, args=["b"])[0] == "hello, b"
+    a.start()  # returns once A is ready
+    session_id, _ = call_until_ok(b.url(), REALM, "com.example.session_id", 10)
+    time.sleep(2.0)  # a real router's return, given time to pull the component back
+    assert len(daemon.events("session.joined")) == 2
+    assert len(daemon.events("session.left")) == 1  # A's, when it was killed
+    assert call_until_ok(b.url(), REALM, "com.example.session_id", 10)[0] == session_id
+    assert daemon.terminate() == 0

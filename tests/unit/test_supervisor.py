@@ -23,6 +23,8 @@ def state_of(supervisor: Supervisor) -> State:
 
 def make(
     *,
+    failover: str = "ordered",
+    prefer_first: bool = False,
     max_retries: int | None = None,
     stable_after: float = 5.0,
     retry_on_start: bool = True,
@@ -52,6 +54,8 @@ def make(
         rand=lambda: 0.5,
         connect_timeout=connect_timeout,
         leave_timeout=3.0,
+        failover=failover,
+        prefer_first=prefer_first,
     )
     return supervisor, connector, clock, recorder
 
@@ -329,6 +333,28 @@ def test_failover_tries_urls_in_turn() -> None:
         connector.refuse()
         clock.advance(100)
     assert [a.url for a in connector.attempts] == [*urls, urls[0], urls[1]]
+
+
+URLS = ("ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws", "ws://127.0.0.1:3/ws")
+
+
+@pytest.mark.parametrize(
+    ("failover", "prefer_first", "after_loss"),
+    [("ordered", False, URLS[1]), ("ordered", True, URLS[0]), ("round_robin", False, URLS[2])],
+)
+def test_a_session_lost_after_failing_over(
+    failover: str, prefer_first: bool, after_loss: str
+) -> None:
+    """The first URL refuses, the second joins, its session is lost: ordered tries the
+    second again (it stays on the router that works), prefer_first the first, round_robin
+    the third."""
+    supervisor, connector, clock, _ = make(urls=URLS, failover=failover, prefer_first=prefer_first)
+    supervisor.startService()
+    connector.refuse()
+    clock.advance(100)
+    connector.join().lose()
+    clock.advance(100)
+    assert [a.url for a in connector.attempts] == [URLS[0], URLS[1], after_loss]
 
 
 def test_outage_duration_is_reported_on_rejoin() -> None:
