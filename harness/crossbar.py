@@ -148,7 +148,9 @@ def router_config(
                             "ws": {
                                 "type": "websocket",
                                 "serializers": serializers,
-                                "options": options,
+                                # permessage-deflate for the clients that offer it
+                                # (wampd's [router] compression): others are unaffected.
+                                "options": {**options, "compression": {"deflate": {}}},
                             },
                             "auth": {
                                 "type": "websocket",

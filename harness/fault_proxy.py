@@ -11,8 +11,9 @@ It sits between wampd and the router (both on 127.0.0.1) and does, per mode:
 
 Run as ``python -m harness.fault_proxy --listen P --target T --control C``; it
 prints ``READY <listen> <control>``. The control port takes one command per line
-(``mode blackhole``, ``mode delay 500``, ``stats``) and answers one line (``ok ...`` or
-``error ...``). :class:`FaultProxy` wraps the process for tests.
+(``mode blackhole``, ``mode delay 500``, ``stats``: the mode, connections, and the bytes
+forwarded each way) and answers one line (``ok ...`` or ``error ...``).
+:class:`FaultProxy` wraps the process for tests.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
         pairs: ClassVar[list[Any]] = []
         accepted = 0
         listener: Any = None
+        #: Bytes forwarded, client to target ("up") and back ("down").
+        up = 0
+        down = 0
 
     def tcp(proto: protocol.Protocol) -> _TCPTransport:
         return cast(_TCPTransport, proto.transport)
@@ -85,6 +89,8 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
             self.client.upstream_ready(self)
 
         def dataReceived(self, data: bytes) -> None:
+            if State.mode != "blackhole":
+                State.down += len(data)
             self.client.forward(tcp(self.client), data)
 
         def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
@@ -124,6 +130,8 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
             self.pending = []
 
         def dataReceived(self, data: bytes) -> None:
+            if State.mode != "blackhole":
+                State.up += len(data)
             if self.upstream is None:
                 self.pending.append(data)
             else:
@@ -170,7 +178,13 @@ def _serve(listen: int, target: int, control: int) -> None:  # pragma: no cover 
     def command(words: list[str]) -> str:
         if words[:1] == ["stats"]:
             return json.dumps(
-                {"mode": State.mode, "accepted": State.accepted, "open": len(State.pairs)}
+                {
+                    "mode": State.mode,
+                    "accepted": State.accepted,
+                    "open": len(State.pairs),
+                    "up": State.up,
+                    "down": State.down,
+                }
             )
         if words[:1] != ["mode"] or len(words) < 2:
             raise ValueError(f"unknown command {words!r}")

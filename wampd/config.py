@@ -341,6 +341,12 @@ class RouterConfig:
         schema={"type": "boolean"},
         read=lambda t, key, d: t.boolean(key, d),
     )
+    compression: bool = setting(
+        False,
+        doc="offer permessage-deflate (used if the router accepts it)",
+        schema={"type": "boolean"},
+        read=lambda t, key, d: t.boolean(key, d),
+    )
     tls: TLSConfig = setting(TLSConfig(), doc="TLS for wss:// URLs", flatten=True, record=TLSConfig)
     proxy: ProxyConfig | None = setting(
         None, doc="an HTTP CONNECT proxy to reach the router through (optional)", record=ProxyConfig

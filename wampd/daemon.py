@@ -106,6 +106,7 @@ def wamp_settings(config: Config, spec: ComponentSpec) -> WampSettings:
         ping_timeout=keepalive.ping_timeout,
         connect_timeout=keepalive.connect_timeout,
         force_reregister=spec.force_reregister,
+        compression=router.compression,
     )
 
 

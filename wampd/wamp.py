@@ -29,6 +29,11 @@ from autobahn.wamp import message
 from autobahn.wamp.auth import create_authenticator
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import CloseDetails, ComponentConfig
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
+)
 from autobahn.websocket.util import parse_url
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import (
@@ -108,6 +113,8 @@ class WampSettings:
     #: (``"tls-unique"``) or None.
     authextra: Mapping[str, Any] = field(default_factory=dict)
     channel_binding: str | None = None
+    #: Offer permessage-deflate (the router may decline: then frames go uncompressed).
+    compression: bool = False
     #: Every REGISTER asks for ``force_reregister``: a rejoin takes its procedures back
     #: from a session of its own the router has not noticed is gone.
     force_reregister: bool = False
@@ -225,6 +232,11 @@ class WampConnector:
             openHandshakeTimeout=0,
             closeHandshakeTimeout=settings.close_timeout,
         )
+        if settings.compression:
+            factory.setProtocolOptions(
+                perMessageCompressionOffers=[PerMessageDeflateOffer(accept_max_window_bits=True)],
+                perMessageCompressionAccept=_accept_deflate,
+            )
         factory.setProtocolOptions(**self._websocket_options)
         # autobahn's ping, PONG and close-handshake timers, to the reactor's precision.
         factory._batched_timer = PreciseTimer(self.reactor)
@@ -240,6 +252,14 @@ class WampConnector:
                 shared=self._shared,
             )
         )
+
+
+def _accept_deflate(response: Any) -> Any:
+    """permessage-deflate as the router answered the offer; None (no compression) for
+    anything else."""
+    if isinstance(response, PerMessageDeflateResponse):
+        return PerMessageDeflateResponseAccept(response)
+    return None
 
 
 def _authenticator(settings: WampSettings) -> Any:

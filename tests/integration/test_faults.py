@@ -435,3 +435,25 @@ def test_without_force_reregister_the_stale_registration_blocks_the_rejoin(
         assert all("procedure_already_exists" in e["error"] for e in errors)
         assert daemon.events("retry.scheduled")
         assert daemon.terminate() == 0
+
+
+def test_compression_deflates_what_goes_over_the_wire(
+    module_crossbar: CrossbarRouter, launch: Launch, tmp_path: Path
+) -> None:
+    """[router] compression = true against a router that accepts permessage-deflate: a
+    100 kB answer of the hosted component crosses the link in a few kB; without the
+    option, whole."""
+    crossbar = module_crossbar  # proxies only: a shared router will do
+    name = "z" * 100_000  # the caller is a subprocess: its argument stays under 128 kB
+    sent: dict[bool, int] = {}
+    for compression in (True, False):
+        with FaultProxy(tmp_path / f"proxy-{compression}", crossbar.port) as proxy:
+            daemon = launch(proxy.url(), router={"compression": compression})
+            daemon.wait_for("session.joined")
+            before = proxy.stats()["up"]
+            result, _ = call_until_ok(crossbar.url(), REALM, "com.example.hello", 10, args=[name])
+            assert result == f"hello, {name}"
+            sent[compression] = proxy.stats()["up"] - before
+            assert daemon.terminate() == 0
+    assert sent[False] > 100_000, sent
+    assert sent[True] < 10_000, sent

@@ -10,6 +10,11 @@ import autobahn.websocket.protocol
 import pytest
 from autobahn.twisted.websocket import WampWebSocketClientProtocol
 from autobahn.wamp import message
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
+)
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
@@ -135,3 +140,21 @@ def test_force_reregister_reaches_the_connector_from_config_and_keywords(tmp_pat
     assert wamp.force_reregister is True
     with pytest.raises(ValueError, match="force_reregister must be True or False"):
         HostSettings.from_options({"force_reregister": "yes"})
+
+
+def test_compression_offers_permessage_deflate_and_accepts_only_it() -> None:
+    attempt = cast(wampd.wamp._Attempt, _Attempt())
+    for compression in (True, False):
+        connector = WampConnector(
+            Clock(), lambda config: None, WampSettings(realm="r", compression=compression)
+        )
+        factory = connector.factory(attempt, "ws://127.0.0.1:8080/ws", None)
+        offers = factory.perMessageCompressionOffers
+        if not compression:
+            assert offers == []
+            continue
+        assert [type(o) for o in offers] == [PerMessageDeflateOffer]
+        accept = factory.perMessageCompressionAccept
+        answer = PerMessageDeflateResponse(False, False, 0, 0)
+        assert isinstance(accept(answer), PerMessageDeflateResponseAccept)
+        assert accept(object()) is None
