@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -77,12 +78,13 @@ def crossbar_bin() -> Path:
     return path
 
 
-def router_config(
+def router_config(  # noqa: PLR0917 -- the harness's own, called by CrossbarRouter only
     port: int,
     realm: str = "realm1",
     components: list[dict[str, Any]] | None = None,
     cryptosign: Mapping[str, Sequence[str]] | None = None,
     pings: bool = True,
+    rawsocket: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     """The node configuration: one router worker (running ``components``, router components
     such as Crossbar's ``MessageForwarder``, if given), ``realm`` with roles ``anonymous`` and
@@ -191,6 +193,16 @@ def router_config(
             }
         ],
     }
+    if rawsocket is not None:
+        # RawSocket (anonymous) on a TCP port and on a Unix socket.
+        rs_port, unix_path = rawsocket
+        for endpoint in (
+            {"type": "tcp", "interface": HOST, "port": rs_port},
+            {"type": "unix", "path": unix_path},
+        ):
+            config["workers"][0]["transports"].append(
+                {"type": "rawsocket", "endpoint": endpoint, "serializers": serializers}
+            )
     if cryptosign:
         principals = {
             authid: {"realm": realm, "role": "agent", "authorized_keys": list(keys)}
@@ -246,16 +258,30 @@ class CrossbarRouter(ProcessHost):
         components: list[dict[str, Any]] | None = None,
         cryptosign: Mapping[str, Sequence[str]] | None = None,
         pings: bool = True,
+        rawsocket: bool = False,
     ) -> None:
         """A node (not started yet); ``components`` run in its router worker, ``cryptosign``
-        principals are on ``/cryptosign`` (see :func:`router_config`)."""
+        principals are on ``/cryptosign``, ``rawsocket`` adds RawSocket on
+        :meth:`rs_url` and :meth:`rs_unix_url` (see :func:`router_config`)."""
         self.workdir = Path(workdir)
         self.port: int = port if port is not None else free_port()
+        #: RawSocket's TCP port and Unix socket (a short path: sun_path has 108 bytes).
+        self.rs_port = free_port() if rawsocket else 0
+        self.unix_socket = (
+            str(Path(tempfile.mkdtemp(prefix="wampd-rs-")) / "router.sock") if rawsocket else ""
+        )
         self.realm = realm
         self.cbdir = self.workdir / ".crossbar"
         self.log_path = self.workdir / "crossbar.log"
         self.cbdir.mkdir(parents=True, exist_ok=True)
-        config = router_config(self.port, realm, components, cryptosign, pings)
+        config = router_config(
+            self.port,
+            realm,
+            components,
+            cryptosign,
+            pings,
+            (self.rs_port, self.unix_socket) if rawsocket else None,
+        )
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         #: Sessions the node holds of its own once started: one per HTTP bridge service
         #: (publisher, caller, and their signed variants) and one per component.
@@ -270,6 +296,16 @@ class CrossbarRouter(ProcessHost):
     def url(self, path: str = "ws") -> str:
         """``ws://127.0.0.1:<port>/<path>``."""
         return f"ws://{HOST}:{self.port}/{path.lstrip('/')}"
+
+    def rs_url(self) -> str:
+        """``rs://127.0.0.1:<rs_port>`` (with ``rawsocket``)."""
+        assert self.rs_port, "a router made without rawsocket=True"
+        return f"rs://{HOST}:{self.rs_port}"
+
+    def rs_unix_url(self) -> str:
+        """``rs+unix:///.../router.sock`` (with ``rawsocket``)."""
+        assert self.unix_socket, "a router made without rawsocket=True"
+        return f"rs+unix://{self.unix_socket}"
 
     @property
     def paused(self) -> bool:

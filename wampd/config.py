@@ -7,7 +7,7 @@ one line per problem, each starting with the dotted key it is about::
 
     reconnect.max_delay: must be a number >= 0, got "ten"
     reconnect.max_retry: unknown key (did you mean "max_retries"?)
-    router.url[1]: scheme must be ws or wss, got "http"
+    router.url[1]: scheme must be ws, wss, rs, rss or rs+unix, got "http"
 
 Non-fatal findings (an inline secret, a world-readable secret file, TLS options that no URL
 uses) end up in :attr:`Config.warnings` for the daemon to log at start.
@@ -44,6 +44,7 @@ from wampd.errors import ConfigError
 from .failover import MODES as FAILOVER_MODES
 from .keys import BadKey, PrivateKey, load_private_key
 from .spec import Setting, default_of, keys, schema, setting, settings
+from .transports import target
 
 __all__ = [
     "BRIDGE_COMPONENT",
@@ -179,6 +180,8 @@ def _tls_file(doc: str) -> Any:
 
 
 _WORD: Final = {"type": "string", "pattern": "^\\S+$"}
+#: A router URL's scheme (the loader checks the rest).
+_URL_PATTERN: Final = "^([wW][sS][sS]?|[rR][sS][sS]?|[rR][sS]\\+[uU][nN][iI][xX])://"
 _TEXT: Final = {"type": "string", "minLength": 1, "pattern": "\\S"}
 
 _SERIALIZERS: Final = ("cbor", "msgpack", "json")
@@ -200,15 +203,17 @@ class TLSConfig:
     """TLS options for ``wss://`` URLs; file paths are absolute when loaded from a file."""
 
     ca_file: str | None = _tls_file(
-        "wss:// only: CA bundle (PEM) the router's certificate must chain to"
+        "wss:// and rss:// only: CA bundle (PEM) the router's certificate must chain to"
     )
     cert_file: str | None = _tls_file(
-        "wss:// only: client certificate (PEM) for mTLS, with key_file"
+        "wss:// and rss:// only: client certificate (PEM) for mTLS, with key_file"
     )
-    key_file: str | None = _tls_file("wss:// only: the client certificate's private key (PEM)")
+    key_file: str | None = _tls_file(
+        "wss:// and rss:// only: the client certificate's private key (PEM)"
+    )
     verify: bool = setting(
         True,
-        doc="wss:// only: verify the router's certificate",
+        doc="wss:// and rss:// only: verify the router's certificate",
         schema={"type": "boolean"},
         read=lambda t, key, d: _read_verify(t, key),
     )
@@ -291,16 +296,17 @@ class RouterConfig:
 
     urls: tuple[str, ...] = setting(
         key="url",
-        doc="the router's ws:// or wss:// URL, or a list of them (see failover)",
+        doc="the router's URL (ws://, wss://, rs://, rss://, rs+unix:///path), or a list of "
+        "them (see failover)",
         required=True,
         example="ws://127.0.0.1:8080/ws",
         schema={
             "oneOf": [
-                {"type": "string", "pattern": "^[wW][sS][sS]?://"},
+                {"type": "string", "pattern": _URL_PATTERN},
                 {
                     "type": "array",
                     "minItems": 1,
-                    "items": {"type": "string", "pattern": "^[wW][sS][sS]?://"},
+                    "items": {"type": "string", "pattern": _URL_PATTERN},
                 },
             ]
         },
@@ -347,7 +353,9 @@ class RouterConfig:
         schema={"type": "boolean"},
         read=lambda t, key, d: t.boolean(key, d),
     )
-    tls: TLSConfig = setting(TLSConfig(), doc="TLS for wss:// URLs", flatten=True, record=TLSConfig)
+    tls: TLSConfig = setting(
+        TLSConfig(), doc="TLS for wss:// and rss:// URLs", flatten=True, record=TLSConfig
+    )
     proxy: ProxyConfig | None = setting(
         None, doc="an HTTP CONNECT proxy to reach the router through (optional)", record=ProxyConfig
     )
@@ -1239,10 +1247,18 @@ def _check_tls(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
 
 
 def _check_router(t: _Table, values: dict[str, Any], fine: set[str]) -> None:
-    """cryptosign's channel binding needs TLS; prefer_first needs an order to prefer in."""
+    """cryptosign's channel binding needs TLS; prefer_first needs an order to prefer in; a
+    proxy, WebSocket URLs."""
     if values.get("prefer_first") and values.get("failover") == "round_robin":
         t.problem("prefer_first", 'only with failover = "ordered" or "shuffle"')
     auth = values.get("auth")
+    urls = values.get("urls") or ()
+    if values.get("proxy") is not None and any(not u.startswith(("ws", "WS")) for u in urls):
+        t.problem("proxy", "an HTTP CONNECT proxy is for ws:// and wss:// URLs only")
+    if urls and not any(u.lower().startswith("ws") for u in urls):
+        for key in ("headers", "compression"):
+            if key in t.data and values.get(key):
+                t.ctx.warn(t.sub(key), "ignored: no router.url uses ws:// or wss:// (RawSocket)")
     binding = auth.channel_binding if isinstance(auth, AuthConfig) else "none"
     if binding != "none" and not _any_secure(t.raw("url")):
         t.ctx.problem(f"{t.sub('auth')}.channel_binding", f"{binding} needs a wss:// router.url")
@@ -1381,7 +1397,9 @@ def _read_urls(t: _Table, key: str) -> tuple[str, ...]:
         items = [(f"{t.sub(key)}[{i}]", value) for i, value in enumerate(raw)]
     else:
         t.problem(
-            key, f"must be a ws:// or wss:// URL or a non-empty array of them, got {_show(raw)}"
+            key,
+            "must be a ws://, wss://, rs://, rss:// or rs+unix:// URL or a non-empty array of "
+            f"them, got {_show(raw)}",
         )
         return ()
     urls: list[str] = []
@@ -1399,7 +1417,7 @@ def _read_urls(t: _Table, key: str) -> tuple[str, ...]:
 
 
 def _url_problem(url: str) -> str | None:
-    """Why ``url`` is not a usable WebSocket URL, or None if it is."""
+    """Why ``url`` is not a usable router URL (WebSocket or RawSocket), or None if it is."""
     if not url or any(c.isspace() or not c.isprintable() for c in url):
         return f"must be a URL without whitespace or control characters, got {_show_url(url)}"
     try:
@@ -1407,8 +1425,10 @@ def _url_problem(url: str) -> str | None:
         port = parts.port
     except ValueError as exc:
         return f"not a valid URL ({exc})"
+    if parts.scheme in ("rs", "rss", "rs+unix"):
+        return _rawsocket_problem(url)
     if parts.scheme not in ("ws", "wss"):
-        return f"scheme must be ws or wss, got {_show(parts.scheme)}"
+        return f"scheme must be ws, wss, rs, rss or rs+unix, got {_show(parts.scheme)}"
     if "@" in parts.netloc:
         return "must not contain credentials (user:password@); use [router.auth] or headers"
     problems = [
@@ -1420,15 +1440,26 @@ def _url_problem(url: str) -> str | None:
     return f"{'; '.join(found)} in {_show_url(url)}" if found else None
 
 
+def _rawsocket_problem(url: str) -> str | None:
+    try:
+        target(url)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _show_url(url: str) -> str:
     """``url`` for a problem line, any ``user:password@`` masked."""
     return _show(_USERINFO.sub("//***@", url))
 
 
 def _any_secure(raw: Any) -> bool:
-    """Whether any of the (possibly invalid) URLs in ``raw`` is a ``wss://`` one."""
+    """Whether any of the (possibly invalid) URLs in ``raw`` is a ``wss://`` or ``rss://``
+    one."""
     values = raw if isinstance(raw, list | tuple) else [raw]
-    return any(isinstance(v, str) and v.strip().lower().startswith("wss:") for v in values)
+    return any(
+        isinstance(v, str) and v.strip().lower().startswith(("wss:", "rss:")) for v in values
+    )
 
 
 def _read_realm(t: _Table, key: str) -> str:
@@ -1491,7 +1522,7 @@ def _read_tls_file(t: _Table, key: str) -> str | None:
     raw = t.string(key)
     if not _any_secure(t.raw("url")):
         if key in t.data:
-            t.ctx.warn(t.sub(key), "ignored: no router.url uses wss://")
+            t.ctx.warn(t.sub(key), "ignored: no router.url uses wss:// or rss://")
         return None
     return None if raw is None else _readable_file(t.ctx, t.sub(key), raw)
 
@@ -1500,7 +1531,7 @@ def _read_verify(t: _Table, key: str) -> bool:
     verify = t.boolean(key, True)
     if not _any_secure(t.raw("url")):
         if key in t.data:
-            t.ctx.warn(t.sub(key), "ignored: no router.url uses wss://")
+            t.ctx.warn(t.sub(key), "ignored: no router.url uses wss:// or rss://")
         return True
     if not verify:
         t.ctx.warn(t.sub(key), "false: the router's TLS certificate is not verified")

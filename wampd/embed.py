@@ -31,6 +31,7 @@ from .config import (
     from_keywords,
 )
 from .supervisor import RetryPolicy
+from .transports import target
 from .wamp import SessionFactory, WampSettings
 
 __all__ = ["Arguments", "HostOptions", "HostSettings", "component_name", "retry_policy"]
@@ -251,12 +252,17 @@ def component_name(make: object) -> str:
 def check_url(url: object, *, tls: bool) -> str:
     """``url`` if wampd can reach a router there; a ``ValueError`` saying why not."""
     if not isinstance(url, str):
-        raise ValueError(f"url must be a ws:// or wss:// URL string, got {url!r}")
-    if url.startswith(("rs://", "rss://")):
-        raise ValueError(
-            f"url {url!r}: RawSocket is not supported by wampd (it has no keepalive pings, "
-            "so a dead link would go unnoticed); use the router's WebSocket transport"
-        )
+        raise ValueError(f"url must be a ws://, wss://, rs:// or rss:// URL string, got {url!r}")
+    if url.lower().startswith(("rs:", "rss:", "rs+unix:")):
+        try:
+            where = target(url)
+        except ValueError as e:
+            raise ValueError(f"url {url!r}: {e}") from None
+        if tls and not where.secure:
+            raise ValueError(
+                f'ssl/context_factory given, but url {url!r} is not "rss:"; did you mean "rss:"?'
+            )
+        return url
     try:
         secure, *_ = parse_url(url)
     except Exception as e:

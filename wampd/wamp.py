@@ -18,11 +18,13 @@ on the instance, never by patching autobahn:
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from autobahn.twisted.rawsocket import WampRawSocketClientFactory, WampRawSocketClientProtocol
 from autobahn.twisted.wamp import Application
 from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
 from autobahn.wamp import message
@@ -40,6 +42,7 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
+    UNIXClientEndpoint,
     wrapClientTLS,
 )
 from twisted.internet.protocol import connectionDone
@@ -58,6 +61,7 @@ from .events import names
 from .keys import Cryptosign
 from .link import AttemptError, Link, Loss, Reporter
 from .outcome import Facts, outcome
+from .transports import Target, target
 
 __all__ = [
     "PreciseTimer",
@@ -72,6 +76,9 @@ __all__ = [
 #: Anything that makes a session from a ComponentConfig: an ApplicationSession or
 #: Session subclass, an ``autobahn.twisted.wamp.Application``, or a ``make`` function.
 SessionFactory = Callable[[ComponentConfig], Any]
+
+#: What RawSocket's heartbeat calls: a procedure no router has (any answer will do).
+HEARTBEAT_PROCEDURE = "wampd.heartbeat"
 
 #: The close reason wampd sends when a component's join handler raised.
 COMPONENT_ERROR_REASON = "wampd.close.component_error"
@@ -188,16 +195,32 @@ class WampConnector:
 
     def endpoint(self, url: str) -> tuple[Any, dict[str, Any] | None]:
         """The endpoint to connect to, and autobahn's ``proxy`` option if there is one."""
-        secure, host, port, *_ = parse_url(url)
+        where = target(url)
         if self._endpoint is not None:
             return self._endpoint, None
         timeout = self.settings.connect_timeout
+        if where.rawsocket:
+            return self._rawsocket_endpoint(where, timeout), None
+        secure, host, port, *_ = parse_url(url)
         if self.settings.proxy is not None:
             # autobahn speaks CONNECT to the proxy, then starts TLS itself if wss.
             host, port = self.settings.proxy
             return tcp_endpoint(self.reactor, host, port, timeout), {"host": host, "port": port}
         endpoint = tcp_endpoint(self.reactor, host, port, timeout)
         return (wrapClientTLS(self.tls_options(host), endpoint) if secure else endpoint), None
+
+    def _rawsocket_endpoint(self, where: Target, timeout: float) -> Any:
+        if self.settings.proxy is not None:
+            raise ValueError("an HTTP CONNECT proxy is for ws:// and wss:// URLs only")
+        if where.unix is not None:
+            if not os.path.exists(where.unix):
+                raise ValueError(
+                    f"no Unix socket at {where.unix} (is the router running, and listening "
+                    "there? the attempt is retried)"
+                )
+            return UNIXClientEndpoint(self.reactor, where.unix, timeout=timeout)
+        endpoint = tcp_endpoint(self.reactor, where.host, where.port, timeout)
+        return wrapClientTLS(self.tls_options(where.host), endpoint) if where.secure else endpoint
 
     def tls_options(self, host: str) -> Any:
         if self._tls_creator is not None:
@@ -214,6 +237,14 @@ class WampConnector:
 
     def factory(self, attempt: _Attempt, url: str, proxy: dict[str, Any] | None) -> Any:
         settings = self.settings
+        if target(url).rawsocket:
+            # One serializer: RawSocket's handshake names exactly one.
+            raw: Any = WampRawSocketClientFactory(
+                attempt.make_session, serializer=self._serializers[0]
+            )
+            raw.protocol = _RawProtocol
+            raw.wampd_attempt = attempt
+            return raw
         factory: Any = WampWebSocketClientFactory(
             attempt.make_session,
             url=url,
@@ -360,6 +391,60 @@ class _Protocol(WampWebSocketClientProtocol):
             self.factory.wampd_attempt.connection_lost(self, reason)
 
 
+#: RawSocket frame types (the low 3 bits of a frame header's first octet).
+_RAW_MESSAGE, _RAW_PING, _RAW_PONG = 0, 1, 2
+
+
+class _RawProtocol(WampRawSocketClientProtocol):
+    """autobahn's RawSocket client protocol, which reads every frame header as a 32-bit
+    length: a PING frame from the router (type 1 in the header's first octet) would read
+    as a message of 16 MiB or more and kill the link. Here frames are read by their type:
+    messages go to autobahn, a PING is answered with a PONG of the same payload, a PONG
+    is dropped. The attempt hears of the end, and REGISTERs are marked for
+    ``force_reregister`` as on WebSocket."""
+
+    _frames = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._handshake_complete:
+            super().dataReceived(data)  # type: ignore[no-untyped-call]  # the handshake
+            return
+        self._frames += data
+        while len(self._frames) >= 4:
+            kind, size = self._frames[0] & 0x07, int.from_bytes(self._frames[1:4], "big")
+            if size > self.MAX_LENGTH:  # more than the handshake agreed on
+                self.log.warn(
+                    "RawSocket frame of {size} bytes, more than the {limit} agreed: aborting",
+                    size=size,
+                    limit=self.MAX_LENGTH,
+                )
+                self.abort()  # type: ignore[no-untyped-call]
+                return
+            if len(self._frames) < 4 + size:
+                return
+            payload, self._frames = self._frames[4 : 4 + size], self._frames[4 + size :]
+            if kind == _RAW_MESSAGE:
+                self.stringReceived(payload)  # type: ignore[no-untyped-call]
+            elif kind == _RAW_PING:
+                pong = bytes([_RAW_PONG]) + size.to_bytes(3, "big") + payload
+                cast(Any, self.transport).write(pong)
+            elif kind != _RAW_PONG:
+                # A frame type RawSocket does not define: not a WAMP router.
+                self.abort()  # type: ignore[no-untyped-call]
+                return
+
+    def send(self, msg: Any) -> None:
+        if isinstance(msg, message.Register) and self.factory.wampd_attempt.force_reregister:
+            msg.force_reregister = True
+        super().send(msg)  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        try:
+            super().connectionLost(reason)  # type: ignore[no-untyped-call]
+        finally:
+            self.factory.wampd_attempt.connection_lost(self, reason)
+
+
 class _Attempt:
     """One attempt, and -- once joined -- the :class:`~wampd.link.Link` of its session."""
 
@@ -375,6 +460,10 @@ class _Attempt:
         self.session_id = 0
         self.realm = connector.settings.realm or ""
         self.force_reregister = connector.settings.force_reregister
+        #: RawSocket has no pings of its own: a WAMP call stands in (:meth:`_beat`).
+        self._heartbeat = target(url).rawsocket and connector.settings.ping_interval > 0
+        self._beat_timer: DelayedCall | None = None
+        self._beat_deadline: DelayedCall | None = None
         #: What happened to this attempt; :func:`~wampd.outcome.outcome` decides the end.
         self.facts = Facts()
         self._guard: DelayedCall | None = None
@@ -475,8 +564,49 @@ class _Attempt:
     def _on_join(self, session: Any, details: Any) -> None:
         self.session_id = details.session
         self.realm = details.realm or self.realm
+        if self._heartbeat:
+            self._next_beat()
         if not self._joined.called:
             self._joined.callback(self)
+
+    # -- RawSocket's heartbeat -----------------------------------------------------------
+
+    def _next_beat(self) -> None:
+        interval = self._connector.settings.ping_interval
+        self._beat_timer = self._connector.reactor.callLater(interval, self._beat)
+
+    def _beat(self) -> None:
+        """Call a procedure no router has: any answer -- an ERROR, no_such_procedure or
+        not_authorized alike -- proves the router alive, and needs no permission."""
+        self._beat_timer = None
+        session = self._session
+        if session is None or not session.is_attached():
+            return
+        timeout = self._connector.settings.ping_timeout
+        self._beat_deadline = self._connector.reactor.callLater(timeout, self._beat_missed)
+        d: Deferred[Any] = maybeDeferred(session.call, HEARTBEAT_PROCEDURE)
+        d.addBoth(self._beat_answered)
+
+    def _beat_answered(self, _: object) -> None:
+        deadline, self._beat_deadline = self._beat_deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+            self._next_beat()
+
+    def _beat_missed(self) -> None:
+        self._beat_deadline = None
+        timeout = self._connector.settings.ping_timeout
+        self.keepalive_timed_out(
+            f"no answer to the RawSocket heartbeat (a WAMP call) within {timeout:g} s; "
+            "dropping the connection"
+        )
+        self.abort()
+
+    def _stop_beats(self) -> None:
+        for timer in (self._beat_timer, self._beat_deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._beat_timer = self._beat_deadline = None
 
     def _on_leave(self, session: Any, details: CloseDetails) -> None:
         self.facts.router_reason = details.reason
@@ -500,18 +630,19 @@ class _Attempt:
         error = self.facts.component_error = f"{what}: {_describe(failure)}"
         self._report(names.COMPONENT_ERROR, error=error, traceback=failure.getTraceback())
 
-    def keepalive_timed_out(self) -> None:
+    def keepalive_timed_out(
+        self, error: str = "no PONG from the router in time; dropping the connection"
+    ) -> None:
         self.facts.keepalive = True
-        self._report(
-            names.KEEPALIVE_TIMEOUT,
-            error="no PONG from the router in time; dropping the connection",
-        )
+        self._report(names.KEEPALIVE_TIMEOUT, error=error)
 
     def connection_lost(self, protocol: Any, reason: Failure) -> None:
         if self._guard is not None and self._guard.active():
             self._guard.cancel()
+        self._stop_beats()
         self._session = None
-        self.facts.not_clean = str(why) if (why := protocol.wasNotCleanReason) else None
+        why = getattr(protocol, "wasNotCleanReason", None)  # WebSocket's; RawSocket has none
+        self.facts.not_clean = str(why) if why else None
         self.facts.transport = _describe(reason)
         ending = outcome(self.facts, joined=self._joined.called)
         if isinstance(ending, AttemptError):

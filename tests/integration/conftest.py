@@ -86,8 +86,8 @@ def _stop_all(request: pytest.FixtureRequest, routers: list[Any]) -> None:
 @pytest.fixture
 def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrossbarFactory]:
     """Make Crossbar routers on demand: ``crossbar_factory(port=None, *, start=True,
-    realm="realm1", components=None, cryptosign=None, pings=True)``; each gets its own
-    directory under ``tmp_path``. All are stopped at teardown."""
+    realm="realm1", components=None, cryptosign=None, pings=True, rawsocket=False)``; each
+    gets its own directory under ``tmp_path``. All are stopped at teardown."""
     _require_crossbar()
     routers: list[CrossbarRouter] = []
 
@@ -99,6 +99,7 @@ def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         components: list[dict[str, Any]] | None = None,
         cryptosign: Mapping[str, Sequence[str]] | None = None,
         pings: bool = True,
+        rawsocket: bool = False,
     ) -> CrossbarRouter:
         router = CrossbarRouter(
             tmp_path / f"crossbar-{len(routers) + 1}",
@@ -107,6 +108,7 @@ def crossbar_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
             components=components,
             cryptosign=cryptosign,
             pings=pings,
+            rawsocket=rawsocket,
         )
         routers.append(router)
         if start:

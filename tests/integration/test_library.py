@@ -27,6 +27,8 @@ from harness.procs import REPO_ROOT, Proc, harness_env
 from harness.wamp_call import call
 from tests.integration.wampd_proc import REALM, Host, write_config
 
+from .conftest import CrossbarFactory
+
 pytestmark = pytest.mark.integration
 
 #: Retries quick enough for tests (the runner's own defaults are autobahn's 1 s .. 60 s).
@@ -468,3 +470,27 @@ def test_twist_plugin_exit_statuses(module_crossbar: CrossbarRouter, tmp_path: P
     with twist(tmp_path / "wrong", wrong) as proc:
         assert proc.wait(15) == 78, proc.describe()
     assert "event='fatal.error'" in proc.output()
+
+
+@pytest.mark.parametrize("kind", ["rs", "rs-unix-autobahn"])
+def test_the_runner_takes_rawsocket_urls_as_autobahns_does(
+    crossbar_factory: CrossbarFactory, hosts: list[Host], tmp_path: Path, kind: str
+) -> None:
+    """``ApplicationRunner("rs://host:port", realm)`` (and autobahn's ``rs://unix:/path``
+    for a Unix socket) hosts the component over RawSocket, with wampd's heartbeat."""
+    router = crossbar_factory(rawsocket=True)
+    url = router.rs_url() if kind == "rs" else f"rs://unix:{router.unix_socket}"
+    host = start(
+        hosts,
+        tmp_path,
+        url=url,
+        component="tests.integration.components:Hello",
+        kwargs={**QUICK, **hello("com.lib.rs"), "ping_interval": 1.0, "ping_timeout": 1.0},
+        run={"auto_reconnect": True},
+    )
+    host.wait_event("session.joined")
+    assert answers(router.url(), "com.lib.rs.hello"), host.describe()
+    host.proc.signal(signal.SIGTERM)
+    status, end = host.end()
+    assert (status, end["host"]) == (0, "returned"), host.describe()
+    assert not host.events("keepalive.timeout"), host.describe()

@@ -362,7 +362,7 @@ PROBLEM_CASES: list[tuple[dict[str, Any], str]] = [
     # URLs
     (
         {"router__url": ["ws://a/", "http://b/"]},
-        'router.url[1]: scheme must be ws or wss, got "http"',
+        'router.url[1]: scheme must be ws, wss, rs, rss or rs+unix, got "http"',
     ),
     ({"router__url": "ws:///ws"}, 'router.url: missing host in "ws:///ws"'),
     (
@@ -385,12 +385,13 @@ PROBLEM_CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"router__url": []},
-        "router.url: must be a ws:// or wss:// URL or a non-empty array of them, "
-        "got an empty array",
+        "router.url: must be a ws://, wss://, rs://, rss:// or rs+unix:// URL or a non-empty "
+        "array of them, got an empty array",
     ),
     (
         {"router__url": 5},
-        "router.url: must be a ws:// or wss:// URL or a non-empty array of them, got 5",
+        "router.url: must be a ws://, wss://, rs://, rss:// or rs+unix:// URL or a non-empty "
+        "array of them, got 5",
     ),
     ({"router__url": DELETE}, "router.url: missing (required)"),
     # realm
@@ -528,7 +529,7 @@ def test_all_problems_are_reported_together() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, environ={})
     assert info.value.problems == (
-        'router.url: scheme must be ws or wss, got "http"',
+        'router.url: scheme must be ws, wss, rs, rss or rs+unix, got "http"',
         "router.realm: missing (required)",
         'reconnect.max_retry: unknown key (did you mean "max_retries"?)',
         'reconnect.max_delay: must be a number >= 0, got "ten"',
@@ -811,8 +812,8 @@ def test_tls_options_with_only_ws_urls_are_ignored_with_warnings(tls_files: Path
     config = parse_config(data, environ={})
     assert config.router.tls == TLSConfig()
     assert config.warnings == (
-        "router.ca_file: ignored: no router.url uses wss://",
-        "router.verify: ignored: no router.url uses wss://",
+        "router.ca_file: ignored: no router.url uses wss:// or rss://",
+        "router.verify: ignored: no router.url uses wss:// or rss://",
     )
 
 
@@ -1191,3 +1192,22 @@ def test_the_bridge_is_off_by_default_and_may_replace_the_components(tmp_path: P
         'component[0].name: "bridge" is the bridge\'s own session while [bridge] listens'
     ]
     assert problems(doc(bridge__max_body=0)) == ["bridge.max_body: must be an integer >= 1, got 0"]
+
+
+def test_rawsocket_urls_parse_and_websocket_only_keys_say_so() -> None:
+    urls = ["rs://127.0.0.1:8081", "rss://router.example:443", "rs+unix:///run/crossbar.sock"]
+    config = parse_config(
+        doc(router__url=urls, router__compression=True, router__headers={"X-A": "b"}),
+        environ={},
+    )
+    assert config.router.urls == tuple(urls)
+    assert config.warnings == (
+        "router.headers: ignored: no router.url uses ws:// or wss:// (RawSocket)",
+        "router.compression: ignored: no router.url uses ws:// or wss:// (RawSocket)",
+    )
+    assert problems(doc(router__url="rs://127.0.0.1")) == [
+        "router.url: a RawSocket URL needs a port from 1 to 65535: 'rs://127.0.0.1'"
+    ]
+    assert problems(doc(router__url="rs://h:1", router__proxy={"host": "p", "port": 3128})) == [
+        "router.proxy: an HTTP CONNECT proxy is for ws:// and wss:// URLs only"
+    ]

@@ -208,9 +208,15 @@ def test_unknown_and_bad_keywords_are_named() -> None:
 
 
 def test_urls_wampd_cannot_serve_are_refused_with_the_reason() -> None:
-    """RawSocket (no keepalive), ssl= with ws:// (autobahn's own check), and garbage."""
-    with pytest.raises(ValueError, match="RawSocket is not supported"):
-        check_url("rs://127.0.0.1:8080", tls=False)
+    """RawSocket URLs as autobahn takes them (and rs+unix); a bad one, ssl= with ws://
+    or rs:// (autobahn's own check), and garbage are refused, saying why."""
+    for url in ("rs://127.0.0.1:8080", "rss://router:443", "rs://unix:/run/r.sock"):
+        assert check_url(url, tls=url.startswith("rss")) == url
+    assert check_url("rs+unix:///run/r.sock", tls=False) == "rs+unix:///run/r.sock"
+    with pytest.raises(ValueError, match="needs a port"):
+        check_url("rs://127.0.0.1", tls=False)
+    with pytest.raises(ValueError, match='did you mean "rss:"'):
+        check_url("rs://127.0.0.1:8080", tls=True)
     with pytest.raises(ValueError, match='did you mean "wss:"'):
         ApplicationRunner(URL, ssl=object())
     with pytest.raises(ValueError, match="is not a ws:// or wss:// URL"):

@@ -18,7 +18,7 @@ from autobahn.websocket.compress import (
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 import wampd.wamp
@@ -158,3 +158,40 @@ def test_compression_offers_permessage_deflate_and_accepts_only_it() -> None:
         answer = PerMessageDeflateResponse(False, False, 0, 0)
         assert isinstance(accept(answer), PerMessageDeflateResponseAccept)
         assert accept(object()) is None
+
+
+def _raw_protocol() -> tuple[Any, list[bytes], StringTransport]:
+    protocol: Any = wampd.wamp._RawProtocol()  # type: ignore[no-untyped-call]
+    protocol._handshake_complete = True
+    protocol.MAX_LENGTH = 1 << 16
+    transport = StringTransport()
+    protocol.transport = transport
+    received: list[bytes] = []
+    protocol.stringReceived = received.append
+    return protocol, received, transport
+
+
+def _frame(kind: int, payload: bytes) -> bytes:
+    return bytes([kind]) + len(payload).to_bytes(3, "big") + payload
+
+
+def test_rawsocket_frames_are_read_by_type_and_a_ping_is_answered() -> None:
+    """autobahn reads a RawSocket header as a 32-bit length, so a router's PING (type 1)
+    would be a 16 MiB message and the end of the link; wampd answers it."""
+    protocol, received, transport = _raw_protocol()
+    data = _frame(0, b"first") + _frame(1, b"are you there") + _frame(2, b"pong") + _frame(0, b"")
+    for i in range(0, len(data), 3):  # in pieces, as TCP may deliver them
+        protocol.dataReceived(data[i : i + 3])
+    assert received == [b"first", b""]
+    assert transport.value() == _frame(2, b"are you there")
+    assert not transport.disconnecting
+
+
+def test_rawsocket_frames_of_no_known_type_or_too_long_end_the_link() -> None:
+    protocol, received, transport = _raw_protocol()
+    protocol.dataReceived(_frame(5, b"x") + _frame(0, b"after"))
+    assert received == [] and transport.disconnecting  # aborted, nothing read after it
+    protocol, received, transport = _raw_protocol()
+    too_long = bytes([0]) + (1 << 20).to_bytes(3, "big")
+    protocol.dataReceived(too_long)
+    assert received == [] and transport.disconnecting
