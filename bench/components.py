@@ -93,11 +93,7 @@ class WebhookPublisher(ApplicationSession):
 
     def onDisconnect(self) -> None:
         """The publisher does not reconnect: losing the session ends it."""
-        from twisted.internet import reactor as _reactor  # noqa: PLC0415 -- ApplicationRunner's
-
-        reactor: Any = _reactor
-        if reactor.running:
-            reactor.stop()
+        _stop_reactor()
 
     def _command(self, cmd: dict[str, Any]) -> None:
         """Run ``cmd`` once the commands before it are done; ``quit`` leaves."""
@@ -206,11 +202,7 @@ class CountingSubscriber(ApplicationSession):
 
     def onDisconnect(self) -> None:
         """Losing the session ends the subscriber (its counts would be wrong)."""
-        from twisted.internet import reactor as _reactor  # noqa: PLC0415 -- ApplicationRunner's
-
-        reactor: Any = _reactor
-        if reactor.running:
-            reactor.stop()
+        _stop_reactor()
 
     def _command(self, cmd: dict[str, Any]) -> None:
         """``count`` (arm a topic) or ``quit``."""
@@ -277,3 +269,12 @@ class CountingSubscriber(ApplicationSession):
                 "cpu": (tally.cpu_last - tally.cpu_first) / seconds if seconds > 0 else None,
             }
         )
+
+
+def _stop_reactor() -> None:
+    """Stop ApplicationRunner's reactor (a component that does not reconnect is done)."""
+    from twisted.internet import reactor as _reactor  # noqa: PLC0415 -- ApplicationRunner's
+
+    reactor: Any = _reactor
+    if reactor.running:
+        reactor.stop()

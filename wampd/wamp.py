@@ -1,8 +1,10 @@
-"""The real connector: one attempt to join a WAMP session over WebSocket with autobahn.
+"""The real connector: one attempt to join a WAMP session over WebSocket or RawSocket.
 
 Each attempt builds autobahn's ``WampWebSocketClientFactory`` (with its auto-ping and
-handshake options) around a *fresh* session made by the component's factory, connects
-it through a Twisted endpoint (TCP, TLS, or an HTTP CONNECT proxy), and fires the
+handshake options) -- or, for ``rs://``, ``rss://`` and ``rs+unix://`` URLs, its
+``WampRawSocketClientFactory``, with wampd's heartbeat standing in for the pings RawSocket
+lacks -- around a *fresh* session made by the component's factory, connects it through a
+Twisted endpoint (TCP, TLS, a Unix socket, or an HTTP CONNECT proxy), and fires the
 attempt's Deferred when the session's ``join`` event comes. The session is instrumented
 on the instance, never by patching autobahn:
 
